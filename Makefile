@@ -1,0 +1,35 @@
+# Manifold. `make run` starts the portal on :8080; `make test` runs every test on the real stack.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/bin:$(PATH)
+
+.PHONY: run test setup build generate check bench clean
+
+run:
+	bash scripts/run.sh
+
+setup:
+	bash scripts/setup.sh
+
+build:
+	go build -o bin/manifold ./cmd/manifold
+
+generate:
+	go tool templ generate
+
+# check fails when generated code is stale, code is not gofmt'ed, or vet complains.
+check:
+	@before=$$(cat $$(find . -name '*_templ.go' -not -path './bin/*' | sort) | sha256sum); \
+	go tool templ generate >/dev/null 2>&1 || { go tool templ generate; exit 1; }; \
+	after=$$(cat $$(find . -name '*_templ.go' -not -path './bin/*' | sort) | sha256sum); \
+	[ "$$before" = "$$after" ] || { echo "generated templ code was stale; run make generate and commit it"; exit 1; }
+	@test -z "$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*'))" || { echo "gofmt needed:"; gofmt -l $$(find . -name '*.go' -not -path './bin/*'); exit 1; }
+	go vet ./...
+
+test: setup check
+	go test -count=1 -timeout 20m ./...
+
+bench: setup
+	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/...
+
+clean:
+	rm -rf bin data

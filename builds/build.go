@@ -1,0 +1,141 @@
+// Package builds is Manifold's domain core: builds, their platforms, steps and
+// logs, the service that starts and reads them, the runner that executes them
+// on BuildKit, and the content store that keeps their results.
+package builds
+
+import (
+	"context"
+	"time"
+)
+
+// Status is where a build is in its life.
+type Status string
+
+// Build states. A build moves queued → running → one of the final states.
+const (
+	StatusQueued      Status = "queued"
+	StatusRunning     Status = "running"
+	StatusSucceeded   Status = "succeeded"
+	StatusFailed      Status = "failed"
+	StatusCanceled    Status = "canceled"
+	StatusInterrupted Status = "interrupted"
+)
+
+// Final reports whether s is a state a build never leaves.
+func (s Status) Final() bool {
+	switch s {
+	case StatusSucceeded, StatusFailed, StatusCanceled, StatusInterrupted:
+		return true
+	}
+	return false
+}
+
+// Build is one run: what was asked, what happened and what it made.
+type Build struct {
+	ID          string     `json:"id"`
+	Status      Status     `json:"status"`
+	Platforms   []string   `json:"platforms"`
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+	Error       string     `json:"error"`
+	IndexDigest string     `json:"index_digest"`
+	Manifests   []Manifest `json:"manifests"`
+	Steps       []Step     `json:"steps"`
+	Tags        []string   `json:"tags"`
+	Pushed      bool       `json:"pushed"`
+
+	// Dockerfile is the inline Dockerfile text the build was started with.
+	Dockerfile string `json:"dockerfile"`
+	Options
+	// Ref is the SolveOpt.Ref given to BuildKit, which links its own history.
+	Ref string `json:"ref"`
+}
+
+// Duration is how long the build ran, or ran so far; zero before it started.
+func (b *Build) Duration(now time.Time) time.Duration {
+	if b.StartedAt == nil {
+		return 0
+	}
+	if b.FinishedAt != nil {
+		return b.FinishedAt.Sub(*b.StartedAt)
+	}
+	return now.Sub(*b.StartedAt)
+}
+
+// Manifest is one platform's image in a build's index.
+type Manifest struct {
+	Platform     string `json:"platform"`
+	Digest       string `json:"digest"`
+	MediaType    string `json:"media_type"`
+	ConfigDigest string `json:"config_digest"`
+	// Size is the manifest's size in bytes, as its descriptor in the index says.
+	Size int64 `json:"size"`
+	// ImageSize is the compressed size of the config and all layers.
+	ImageSize int64 `json:"image_size"`
+}
+
+// Step is one BuildKit vertex: an instruction run (or found in cache) for a platform.
+type Step struct {
+	Digest     string     `json:"digest"`
+	Name       string     `json:"name"`
+	Platform   string     `json:"platform"`
+	Cached     bool       `json:"cached"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Error      string     `json:"error"`
+}
+
+// LogLine is one line of a build's log, in the style of buildctl --progress=plain.
+type LogLine struct {
+	Seq  int64     `json:"seq"`
+	Time time.Time `json:"time"`
+	Text string    `json:"text"`
+}
+
+// Options are the build's settings besides the Dockerfile and platforms.
+type Options struct {
+	BuildArgs map[string]string `json:"build_args"`
+	Target    string            `json:"target"`
+	Labels    map[string]string `json:"labels"`
+	NoCache   bool              `json:"no_cache"`
+}
+
+// Request is what a caller asks to build.
+type Request struct {
+	Dockerfile string   `json:"dockerfile"`
+	Platforms  []string `json:"platforms"`
+	Options
+}
+
+// ListOptions pages through builds newest first: Before is the id of the last
+// build of the previous page.
+type ListOptions struct {
+	Before string
+	Limit  int
+}
+
+// Result is what a finished solve leaves behind.
+type Result struct {
+	Status      Status
+	Error       string
+	IndexDigest string
+	Manifests   []Manifest
+}
+
+// Store keeps builds. The db package implements it with SQLite.
+type Store interface {
+	CreateBuild(ctx context.Context, b *Build) error
+	GetBuild(ctx context.Context, id string) (*Build, error)
+	ListBuilds(ctx context.Context, opt ListOptions) ([]*Build, error)
+	// StartBuild moves a queued build to running; it reports false when the
+	// build was no longer queued.
+	StartBuild(ctx context.Context, id string, at time.Time) (bool, error)
+	FinishBuild(ctx context.Context, id string, at time.Time, r Result) error
+	SaveSteps(ctx context.Context, id string, steps []Step) error
+	AppendLog(ctx context.Context, id string, lines []LogLine) error
+	Log(ctx context.Context, id string) ([]LogLine, error)
+	// Recover runs at start-up: builds left running become interrupted; it
+	// returns the ids of queued builds, oldest first, to run again.
+	Recover(ctx context.Context, at time.Time) ([]string, error)
+}

@@ -1,0 +1,244 @@
+package builds
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DaemonConfig describes an embedded buildkitd child process.
+type DaemonConfig struct {
+	Binary string // path of buildkitd
+	Root   string // its state folder; the socket and config live here too
+	// Mirror is a registry host:port used as the docker.io mirror (plain HTTP), or "".
+	Mirror string
+	Log    *slog.Logger
+}
+
+// Daemon supervises a buildkitd child: it writes its config, starts it,
+// restarts it with back-off when it dies, and stops it on Stop.
+type Daemon struct {
+	cfg  DaemonConfig
+	addr string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	stopped bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// Addr is the daemon's unix:// address.
+func (d *Daemon) Addr() string { return d.addr }
+
+// Pid is the running child's process id, or 0.
+func (d *Daemon) Pid() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil || d.cmd.Process == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
+// FindBuildkitd looks for the buildkitd binary: next to the running
+// executable, in ./bin, then on PATH.
+func FindBuildkitd() (string, error) {
+	var candidates []string
+	if exe, err := os.Executable(); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "buildkitd"))
+	}
+	candidates = append(candidates, filepath.Join("bin", "buildkitd"))
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return filepath.Abs(c)
+		}
+	}
+	if p, err := exec.LookPath("buildkitd"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("buildkitd not found next to manifold, in ./bin or on PATH; run `make run` once, or pass --buildkitd-bin")
+}
+
+// StartDaemon starts buildkitd and waits until it answers, at most ready.
+func StartDaemon(ctx context.Context, cfg DaemonConfig, ready time.Duration) (*Daemon, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("create buildkit folder: %w", err)
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Root = root
+	sock := filepath.Join(root, "buildkitd.sock")
+	if len(sock) > 100 {
+		return nil, fmt.Errorf("the buildkitd socket path %s is too long for a unix socket; use a shorter data folder", sock)
+	}
+	if err := os.WriteFile(filepath.Join(root, "buildkitd.toml"), []byte(daemonConfigTOML(root, sock, cfg.Mirror)), 0o600); err != nil {
+		return nil, fmt.Errorf("write buildkitd.toml: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d := &Daemon{cfg: cfg, addr: "unix://" + sock, cancel: cancel, done: make(chan struct{})}
+	go d.supervise(runCtx)
+
+	node, err := NewNode("embedded", d.addr, TLSConfig{})
+	if err != nil {
+		d.Stop()
+		return nil, err
+	}
+	defer node.Close()
+	deadline := time.Now().Add(ready)
+	for {
+		st := node.Status(ctx, time.Second)
+		if st.OK {
+			return d, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			d.Stop()
+			return nil, fmt.Errorf("buildkitd did not become ready in %s: %s", ready, st.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func daemonConfigTOML(root, sock, mirror string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by Manifold at every start; edits are overwritten.\nroot = %q\n\n", root)
+	fmt.Fprintf(&b, "[grpc]\n  address = [%q]\n\n", "unix://"+sock)
+	b.WriteString("[worker.oci]\n  enabled = true\n  gc = true\n\n[worker.containerd]\n  enabled = false\n")
+	if mirror != "" {
+		fmt.Fprintf(&b, "\n[registry.\"docker.io\"]\n  mirrors = [%q]\n\n[registry.%q]\n  http = true\n", mirror, mirror)
+	}
+	return b.String()
+}
+
+func (d *Daemon) supervise(ctx context.Context) {
+	defer close(d.done)
+	backoff := time.Second
+	for {
+		began := time.Now()
+		err := d.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > 30*time.Second {
+			backoff = time.Second
+		}
+		d.cfg.Log.Error("buildkitd exited; restarting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func (d *Daemon) runOnce(ctx context.Context) error {
+	_ = os.Remove(strings.TrimPrefix(d.addr, "unix://")) // a stale socket from a crash
+	cmd := exec.Command(d.cfg.Binary, "--config", filepath.Join(d.cfg.Root, "buildkitd.toml"),
+		"--oci-worker=true", "--containerd-worker=false")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return nil
+	}
+	if err := cmd.Start(); err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("start %s: %w", d.cfg.Binary, err)
+	}
+	d.cmd = cmd
+	d.mu.Unlock()
+	d.cfg.Log.Info("buildkitd started", "pid", cmd.Process.Pid, "addr", d.addr)
+
+	copied := make(chan struct{})
+	go func() { defer close(copied); d.copyLog(out) }()
+	exited := make(chan error, 1)
+	go func() { <-copied; exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		d.mu.Lock()
+		d.cmd = nil
+		d.mu.Unlock()
+		return err
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			return err
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			return <-exited
+		}
+	}
+}
+
+// copyLog forwards buildkitd's output into Manifold's log, one record a line.
+func (d *Daemon) copyLog(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		level := slog.LevelInfo
+		switch {
+		case strings.Contains(line, "level=error"), strings.Contains(line, "level=fatal"):
+			level = slog.LevelError
+		case strings.Contains(line, "level=warn"):
+			level = slog.LevelWarn
+		case strings.Contains(line, "level=debug"):
+			level = slog.LevelDebug
+		}
+		d.cfg.Log.Log(context.Background(), level, logfmtMessage(line))
+	}
+}
+
+// Stop ends the child (SIGTERM, then SIGKILL after 10 s) and the supervision.
+func (d *Daemon) Stop() {
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
+	d.cancel()
+	<-d.done
+}
+
+// logfmtMessage pulls msg="…" out of a logrus logfmt line; other lines pass unchanged.
+func logfmtMessage(line string) string {
+	i := strings.Index(line, ` msg="`)
+	if i < 0 {
+		return line
+	}
+	rest := line[i+len(` msg=`):]
+	// Find the closing quote, honouring backslash escapes.
+	for j := 1; j < len(rest); j++ {
+		switch rest[j] {
+		case '\\':
+			j++
+		case '"':
+			if msg, err := strconv.Unquote(rest[:j+1]); err == nil {
+				return msg
+			}
+			return line
+		}
+	}
+	return line
+}

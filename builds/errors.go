@@ -1,0 +1,66 @@
+package builds
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an error for the HTTP layer, which maps each kind to one status.
+type Kind string
+
+// Error kinds. The web layer maps them to statuses in one table.
+const (
+	EInvalid     Kind = "invalid"     // the caller's input is wrong: 400
+	ENotFound    Kind = "not_found"   // no such thing: 404
+	EConflict    Kind = "conflict"    // the thing is in the wrong state: 409
+	EUnavailable Kind = "unavailable" // a dependency (BuildKit) cannot be reached: 503
+	EInternal    Kind = "internal"    // a bug or an unexpected failure: 500
+)
+
+// Error is an error with a kind, a machine-readable code and a message that is
+// safe to show to the user.
+type Error struct {
+	Kind    Kind
+	Code    string // e.g. "invalid_platform"; defaults to the kind
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error of the given kind whose code is the kind itself.
+func Errorf(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: string(kind), Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeErrorf returns an *Error with a specific code, such as "invalid_platform".
+func CodeErrorf(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorKind returns the kind of err, or EInternal when err carries none.
+func ErrorKind(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return EInternal
+}
+
+// ErrorCode returns the code of err, or "internal" when err carries none.
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return string(EInternal)
+}
+
+// ErrorMessage returns the user-facing message of err; errors without a kind
+// are internal and their details are not shown.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}

@@ -1,0 +1,185 @@
+package builds
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/moby/buildkit/client"
+	"github.com/tonistiigi/fsutil"
+	"google.golang.org/grpc/status"
+)
+
+// TLSConfig holds the client certificates for a BuildKit daemon reached over tcp://.
+type TLSConfig struct {
+	CACert     string // path of the CA certificate that signed the daemon's
+	Cert       string // path of the client certificate
+	Key        string // path of the client key
+	ServerName string // name to check in the daemon's certificate; defaults to the host
+}
+
+// Node is one BuildKit daemon that Manifold builds on.
+type Node struct {
+	Name string
+	Addr string
+
+	mu     sync.Mutex
+	client *client.Client
+	tls    TLSConfig
+}
+
+// NodeStatus is what a node reported when last asked.
+type NodeStatus struct {
+	Name      string   `json:"name"`
+	Addr      string   `json:"addr"`
+	Platforms []string `json:"platforms"`
+	OK        bool     `json:"ok"`
+	Error     string   `json:"error,omitempty"`
+	Version   string   `json:"version,omitempty"`
+}
+
+// NewNode describes a daemon at addr (unix://…, tcp://…). The connection is made lazily.
+func NewNode(name, addr string, tls TLSConfig) (*Node, error) {
+	if !strings.HasPrefix(addr, "unix://") && !strings.HasPrefix(addr, "tcp://") {
+		return nil, Errorf(EInvalid, "BuildKit address %q must start with unix:// or tcp://", addr)
+	}
+	if strings.HasPrefix(addr, "unix://") && (tls.Cert != "" || tls.CACert != "") {
+		return nil, Errorf(EInvalid, "TLS options apply to tcp:// addresses only, not %q", addr)
+	}
+	if (tls.Cert == "") != (tls.Key == "") {
+		return nil, Errorf(EInvalid, "the BuildKit client certificate and key must be given together")
+	}
+	return &Node{Name: name, Addr: addr, tls: tls}, nil
+}
+
+func (n *Node) conn(ctx context.Context) (*client.Client, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.client != nil {
+		return n.client, nil
+	}
+	var opts []client.ClientOpt
+	if n.tls.CACert != "" {
+		opts = append(opts, client.WithServerConfig(n.tls.ServerName, n.tls.CACert))
+	}
+	if n.tls.Cert != "" {
+		opts = append(opts, client.WithCredentials(n.tls.Cert, n.tls.Key))
+	}
+	c, err := client.New(ctx, n.Addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to BuildKit at %s: %w", n.Addr, err)
+	}
+	n.client = c
+	return c, nil
+}
+
+// Close drops the connection to the daemon.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.client == nil {
+		return nil
+	}
+	err := n.client.Close()
+	n.client = nil
+	return err
+}
+
+// Status asks the daemon for its workers; it never takes longer than timeout.
+func (n *Node) Status(ctx context.Context, timeout time.Duration) NodeStatus {
+	st := NodeStatus{Name: n.Name, Addr: n.Addr, Platforms: []string{}}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := n.conn(ctx)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	workers, err := c.ListWorkers(ctx)
+	if err != nil {
+		st.Error = fmt.Sprintf("BuildKit at %s cannot be reached: %s", n.Addr, grpcMessage(err))
+		return st
+	}
+	for _, w := range workers {
+		for _, p := range w.Platforms {
+			s := FormatPlatform(p.OS, p.Architecture, p.Variant)
+			if !slices.Contains(st.Platforms, s) {
+				st.Platforms = append(st.Platforms, s)
+			}
+		}
+		if st.Version == "" {
+			st.Version = w.BuildkitVersion.Version
+		}
+	}
+	if len(workers) == 0 {
+		st.Error = fmt.Sprintf("BuildKit at %s has no workers", n.Addr)
+		return st
+	}
+	st.OK = true
+	return st
+}
+
+// solveSpec is one Solve call: an inline Dockerfile for a set of platforms,
+// exported as OCI blobs into the content store.
+type solveSpec struct {
+	Ref           string
+	Platforms     []string
+	DockerfileDir string // holds the file "Dockerfile"
+	ContextDir    string
+	Options       Options
+	Store         content.Store
+}
+
+// solve runs spec on the daemon, sending progress to ch (which Solve closes).
+func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveStatus) (*client.SolveResponse, error) {
+	c, err := n.conn(ctx)
+	if err != nil {
+		close(ch)
+		return nil, err
+	}
+	dfFS, err := fsutil.NewFS(spec.DockerfileDir)
+	if err != nil {
+		close(ch)
+		return nil, err
+	}
+	ctxFS, err := fsutil.NewFS(spec.ContextDir)
+	if err != nil {
+		close(ch)
+		return nil, err
+	}
+	attrs := map[string]string{
+		"filename": "Dockerfile",
+		"platform": strings.Join(spec.Platforms, ","),
+		// Always an index, even for one platform, so every build has an index digest.
+		"multi-platform": "true",
+	}
+	spec.Options.frontendAttrs(attrs)
+	opt := client.SolveOpt{
+		Ref:      spec.Ref,
+		Frontend: "dockerfile.v0",
+		FrontendAttrs: attrs,
+		LocalMounts: map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		Exports: []client.ExportEntry{{
+			Type:        client.ExporterOCI,
+			Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},
+			OutputStore: spec.Store,
+		}},
+	}
+	return c.Solve(ctx, nil, opt, ch)
+}
+
+// grpcMessage strips the gRPC wrapping ("rpc error: code = … desc = ") from err.
+func grpcMessage(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "desc = "); i >= 0 && strings.HasPrefix(msg, "rpc error") {
+		return msg[i+len("desc = "):]
+	}
+	return msg
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"manifold/builds"
+	"manifold/db"
+	"manifold/handlers"
+	"manifold/web"
+)
+
+// config is everything `manifold serve` can be told, by flag or environment.
+type config struct {
+	Addr        string
+	Data        string
+	BuildKit    string
+	TLS         builds.TLSConfig
+	Buildkitd   string
+	Mirror      string
+	Concurrency int
+	LogLevel    string
+}
+
+// run is the whole program; main only calls it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		cfg, err := parseConfig(args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, stdout)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: manifold [serve|version] [flags]; manifold serve -h lists the flags")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q; use serve or version", cmd)
+}
+
+func versionString() string {
+	v, bk, goV := "(devel)", "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goV = bi.GoVersion
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/moby/buildkit" {
+				bk = d.Version
+			}
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " " + s.Value[:12]
+			}
+		}
+	}
+	return fmt.Sprintf("manifold %s (buildkit client %s, %s)", v, bk, goV)
+}
+
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	var cfg config
+	fs := flag.NewFlagSet("manifold serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&cfg.Addr, "addr", env("MANIFOLD_ADDR", ":8080"), "listen address (MANIFOLD_ADDR)")
+	fs.StringVar(&cfg.Data, "data", env("MANIFOLD_DATA", "data"), "data folder: database, content store, embedded buildkitd (MANIFOLD_DATA)")
+	fs.StringVar(&cfg.BuildKit, "buildkit", env("MANIFOLD_BUILDKIT", ""), "BuildKit daemon address, unix:// or tcp://; empty starts an embedded buildkitd (MANIFOLD_BUILDKIT)")
+	fs.StringVar(&cfg.TLS.CACert, "buildkit-tls-ca", env("MANIFOLD_BUILDKIT_TLS_CA", ""), "CA certificate for a tcp:// BuildKit (MANIFOLD_BUILDKIT_TLS_CA)")
+	fs.StringVar(&cfg.TLS.Cert, "buildkit-tls-cert", env("MANIFOLD_BUILDKIT_TLS_CERT", ""), "client certificate for a tcp:// BuildKit (MANIFOLD_BUILDKIT_TLS_CERT)")
+	fs.StringVar(&cfg.TLS.Key, "buildkit-tls-key", env("MANIFOLD_BUILDKIT_TLS_KEY", ""), "client key for a tcp:// BuildKit (MANIFOLD_BUILDKIT_TLS_KEY)")
+	fs.StringVar(&cfg.TLS.ServerName, "buildkit-tls-servername", env("MANIFOLD_BUILDKIT_TLS_SERVERNAME", ""), "server name to verify in BuildKit's certificate (MANIFOLD_BUILDKIT_TLS_SERVERNAME)")
+	fs.StringVar(&cfg.Buildkitd, "buildkitd-bin", env("MANIFOLD_BUILDKITD", ""), "buildkitd binary for the embedded daemon; found next to manifold, in ./bin or on PATH when empty (MANIFOLD_BUILDKITD)")
+	fs.StringVar(&cfg.Mirror, "mirror", env("MANIFOLD_MIRROR", ""), "registry host:port the embedded buildkitd uses as docker.io mirror, over plain HTTP (MANIFOLD_MIRROR)")
+	conc, err := strconv.Atoi(env("MANIFOLD_CONCURRENCY", "2"))
+	if err != nil {
+		return cfg, fmt.Errorf("MANIFOLD_CONCURRENCY=%q is not a number", getenv("MANIFOLD_CONCURRENCY"))
+	}
+	fs.IntVar(&cfg.Concurrency, "concurrency", conc, "builds that run at once; the rest wait in line (MANIFOLD_CONCURRENCY)")
+	fs.StringVar(&cfg.LogLevel, "log-level", env("MANIFOLD_LOG_LEVEL", "info"), "debug, info, warn or error (MANIFOLD_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	// Checked before anything listens or starts.
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return cfg, fmt.Errorf("--addr %q is not host:port: %v", cfg.Addr, err)
+	}
+	if cfg.Concurrency < 1 || cfg.Concurrency > 64 {
+		return cfg, fmt.Errorf("--concurrency %d must be from 1 to 64", cfg.Concurrency)
+	}
+	if cfg.BuildKit != "" {
+		if _, err := builds.NewNode("remote", cfg.BuildKit, cfg.TLS); err != nil {
+			return cfg, err
+		}
+	} else if cfg.TLS != (builds.TLSConfig{}) {
+		return cfg, errors.New("the --buildkit-tls-* flags need --buildkit tcp://…")
+	}
+	if cfg.Mirror != "" {
+		if _, _, err := net.SplitHostPort(cfg.Mirror); err != nil {
+			return cfg, fmt.Errorf("--mirror %q is not host:port", cfg.Mirror)
+		}
+	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// serve wires everything, serves until ctx ends, then shuts down in reverse order.
+func serve(ctx context.Context, cfg config, stdout io.Writer) error {
+	level, _ := parseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	data, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		return err
+	}
+	database, err := db.Open(ctx, filepath.Join(data, "manifold.db"))
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+
+	store, err := builds.OpenContentStore(filepath.Join(data, "content"))
+	if err != nil {
+		return err
+	}
+	work := filepath.Join(data, "tmp")
+	if err := os.RemoveAll(work); err != nil { // scratch left by a previous process
+		return fmt.Errorf("clean %s: %w", work, err)
+	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
+
+	var node *builds.Node
+	if cfg.BuildKit == "" {
+		bin := cfg.Buildkitd
+		if bin == "" {
+			if bin, err = builds.FindBuildkitd(); err != nil {
+				return err
+			}
+		}
+		d, err := builds.StartDaemon(ctx, builds.DaemonConfig{
+			Binary: bin, Root: filepath.Join(data, "buildkit"), Mirror: cfg.Mirror, Log: log.With("component", "buildkitd"),
+		}, 60*time.Second)
+		if err != nil {
+			return fmt.Errorf("start the embedded buildkitd: %w", err)
+		}
+		defer d.Stop()
+		if node, err = builds.NewNode("embedded", d.Addr(), builds.TLSConfig{}); err != nil {
+			return err
+		}
+	} else {
+		if node, err = builds.NewNode("remote", cfg.BuildKit, cfg.TLS); err != nil {
+			return err
+		}
+	}
+	defer node.Close()
+
+	runner := builds.NewRunner(builds.RunnerConfig{
+		Store: db.NewBuilds(database), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency,
+	})
+	svc := builds.NewService(db.NewBuilds(database), runner, node, log)
+	if err := svc.Recover(ctx); err != nil {
+		return err
+	}
+	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
+	runner.Start(runCtx)
+	defer func() { stopRunner(); runner.Wait() }()
+
+	l, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", data, "buildkit", node.Addr, "version", versionString())
+	srv := web.NewServer(&handlers.Handlers{Builds: svc, Log: log}, log)
+	return srv.Serve(ctx, l)
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if host == "::" || host == "0.0.0.0" || host == "" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,315 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"manifold/builds"
+)
+
+// Builds implements builds.Store.
+type Builds struct{ db *DB }
+
+// NewBuilds returns the build store over d.
+func NewBuilds(d *DB) *Builds { return &Builds{db: d} }
+
+var _ builds.Store = (*Builds)(nil)
+
+const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, index_digest, tags, pushed`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanBuild(row scanner) (*builds.Build, error) {
+	var (
+		b                   builds.Build
+		plats, tags, create string
+		opts                string
+		started, finished   sql.NullString
+		pushed              int
+	)
+	if err := row.Scan(&b.ID, &b.Status, &plats, &b.Dockerfile, &opts, &b.Ref, &create, &started, &finished,
+		&b.Error, &b.IndexDigest, &tags, &pushed); err != nil {
+		return nil, err
+	}
+	var err error
+	if b.CreatedAt, err = parseTime(create); err != nil {
+		return nil, err
+	}
+	if b.StartedAt, err = parseTimePtr(started); err != nil {
+		return nil, err
+	}
+	if b.FinishedAt, err = parseTimePtr(finished); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(plats), &b.Platforms); err != nil {
+		return nil, fmt.Errorf("platforms of %s: %w", b.ID, err)
+	}
+	if err := json.Unmarshal([]byte(tags), &b.Tags); err != nil {
+		return nil, fmt.Errorf("tags of %s: %w", b.ID, err)
+	}
+	if err := json.Unmarshal([]byte(opts), &b.Options); err != nil {
+		return nil, fmt.Errorf("options of %s: %w", b.ID, err)
+	}
+	b.Pushed = pushed != 0
+	b.Manifests = []builds.Manifest{}
+	b.Steps = []builds.Step{}
+	return &b, nil
+}
+
+// CreateBuild inserts a new build.
+func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
+	plats, _ := json.Marshal(b.Platforms)
+	tags, _ := json.Marshal(nonNil(b.Tags))
+	opts, err := json.Marshal(b.Options)
+	if err != nil {
+		return fmt.Errorf("db: insert build: %w", err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.Status, string(plats), b.Dockerfile, string(opts), b.Ref, formatTime(b.CreatedAt), formatTimePtr(b.StartedAt),
+		formatTimePtr(b.FinishedAt), b.Error, b.IndexDigest, string(tags), b.Pushed)
+	if err != nil {
+		return fmt.Errorf("db: insert build: %w", err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// GetBuild reads one build with its manifests and steps.
+func (s *Builds) GetBuild(ctx context.Context, id string) (*builds.Build, error) {
+	b, err := scanBuild(s.db.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, builds.CodeErrorf(builds.ENotFound, "build_not_found", "no build has the id %q", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("db: get build %s: %w", id, err)
+	}
+	if err := s.attach(ctx, []*builds.Build{b}); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ListBuilds pages newest first by id (ids are time-ordered).
+func (s *Builds) ListBuilds(ctx context.Context, opt builds.ListOptions) ([]*builds.Build, error) {
+	var rows *sql.Rows
+	var err error
+	if opt.Before == "" {
+		rows, err = s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds ORDER BY id DESC LIMIT ?`, opt.Limit)
+	} else {
+		rows, err = s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id < ? ORDER BY id DESC LIMIT ?`, opt.Before, opt.Limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("db: list builds: %w", err)
+	}
+	defer rows.Close()
+	out := []*builds.Build{}
+	for rows.Next() {
+		b, err := scanBuild(rows)
+		if err != nil {
+			return nil, fmt.Errorf("db: list builds: %w", err)
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("db: list builds: %w", err)
+	}
+	if err := s.attach(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// attach loads the manifests and steps of a page of builds in one query each.
+func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
+	if len(bs) == 0 {
+		return nil
+	}
+	byID := make(map[string]*builds.Build, len(bs))
+	args := make([]any, 0, len(bs))
+	for _, b := range bs {
+		byID[b.ID] = b
+		args = append(args, b.ID)
+	}
+	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(bs)), ",") + ")"
+
+	rows, err := s.db.QueryContext(ctx, `SELECT build_id, platform, digest, media_type, config_digest, size, image_size
+		FROM build_manifests WHERE build_id IN `+in+` ORDER BY build_id, position`, args...)
+	if err != nil {
+		return fmt.Errorf("db: read manifests: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var m builds.Manifest
+		if err := rows.Scan(&id, &m.Platform, &m.Digest, &m.MediaType, &m.ConfigDigest, &m.Size, &m.ImageSize); err != nil {
+			rows.Close()
+			return fmt.Errorf("db: read manifests: %w", err)
+		}
+		byID[id].Manifests = append(byID[id].Manifests, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("db: read manifests: %w", err)
+	}
+
+	rows, err = s.db.QueryContext(ctx, `SELECT build_id, digest, name, platform, cached, started_at, finished_at, error
+		FROM build_steps WHERE build_id IN `+in+` ORDER BY build_id, position`, args...)
+	if err != nil {
+		return fmt.Errorf("db: read steps: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var st builds.Step
+		var cached int
+		var started, finished sql.NullString
+		if err := rows.Scan(&id, &st.Digest, &st.Name, &st.Platform, &cached, &started, &finished, &st.Error); err != nil {
+			return fmt.Errorf("db: read steps: %w", err)
+		}
+		st.Cached = cached != 0
+		if st.StartedAt, err = parseTimePtr(started); err != nil {
+			return fmt.Errorf("db: read steps: %w", err)
+		}
+		if st.FinishedAt, err = parseTimePtr(finished); err != nil {
+			return fmt.Errorf("db: read steps: %w", err)
+		}
+		byID[id].Steps = append(byID[id].Steps, st)
+	}
+	return rows.Err()
+}
+
+// StartBuild moves a queued build to running.
+func (s *Builds) StartBuild(ctx context.Context, id string, at time.Time) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE builds SET status = ?, started_at = ? WHERE id = ? AND status = ?`,
+		builds.StatusRunning, formatTime(at), id, builds.StatusQueued)
+	if err != nil {
+		return false, fmt.Errorf("db: start build %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// FinishBuild records a build's final state and, on success, its manifests.
+func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r builds.Result) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: finish build %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = ?, finished_at = ?, error = ?, index_digest = ? WHERE id = ?`,
+		r.Status, formatTime(at), r.Error, r.IndexDigest, id); err != nil {
+		return fmt.Errorf("db: finish build %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM build_manifests WHERE build_id = ?`, id); err != nil {
+		return fmt.Errorf("db: finish build %s: %w", id, err)
+	}
+	for i, m := range r.Manifests {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO build_manifests (build_id, position, platform, digest, media_type, config_digest, size, image_size)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id, i, m.Platform, m.Digest, m.MediaType, m.ConfigDigest, m.Size, m.ImageSize); err != nil {
+			return fmt.Errorf("db: insert manifest of %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("db: finish build %s: %w", id, err)
+	}
+	return nil
+}
+
+// SaveSteps writes the current state of a build's steps.
+func (s *Builds) SaveSteps(ctx context.Context, id string, steps []builds.Step) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: save steps of %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_steps (build_id, digest, position, name, platform, cached, started_at, finished_at, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (build_id, digest) DO UPDATE SET name = excluded.name, platform = excluded.platform, cached = excluded.cached,
+			started_at = excluded.started_at, finished_at = excluded.finished_at, error = excluded.error`)
+	if err != nil {
+		return fmt.Errorf("db: save steps of %s: %w", id, err)
+	}
+	defer stmt.Close()
+	for i, st := range steps {
+		if _, err := stmt.ExecContext(ctx, id, st.Digest, i, st.Name, st.Platform, st.Cached,
+			formatTimePtr(st.StartedAt), formatTimePtr(st.FinishedAt), st.Error); err != nil {
+			return fmt.Errorf("db: save steps of %s: %w", id, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// AppendLog adds log lines; their Seq numbers come from the caller.
+func (s *Builds) AppendLog(ctx context.Context, id string, lines []builds.LogLine) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: append log of %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_logs (build_id, seq, time, text) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("db: append log of %s: %w", id, err)
+	}
+	defer stmt.Close()
+	for _, l := range lines {
+		if _, err := stmt.ExecContext(ctx, id, l.Seq, formatTime(l.Time), l.Text); err != nil {
+			return fmt.Errorf("db: append log of %s: %w", id, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Log reads a build's whole log in order.
+func (s *Builds) Log(ctx context.Context, id string) ([]builds.LogLine, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, time, text FROM build_logs WHERE build_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, fmt.Errorf("db: read log of %s: %w", id, err)
+	}
+	defer rows.Close()
+	out := []builds.LogLine{}
+	for rows.Next() {
+		var l builds.LogLine
+		var t string
+		if err := rows.Scan(&l.Seq, &t, &l.Text); err != nil {
+			return nil, fmt.Errorf("db: read log of %s: %w", id, err)
+		}
+		if l.Time, err = parseTime(t); err != nil {
+			return nil, fmt.Errorf("db: read log of %s: %w", id, err)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// Recover marks builds a previous process left running as interrupted and
+// returns the queued ones, oldest first.
+func (s *Builds) Recover(ctx context.Context, at time.Time) ([]string, error) {
+	if _, err := s.db.ExecContext(ctx, `UPDATE builds SET status = ?, finished_at = ?, error = ? WHERE status = ?`,
+		builds.StatusInterrupted, formatTime(at), "Manifold stopped while the build was running", builds.StatusRunning); err != nil {
+		return nil, fmt.Errorf("db: recover running builds: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusQueued)
+	if err != nil {
+		return nil, fmt.Errorf("db: recover queued builds: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}

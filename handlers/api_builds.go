@@ -1,0 +1,185 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"manifold/builds"
+)
+
+// buildJSON is the build object of the API: the domain build plus its place in the queue.
+type buildJSON struct {
+	*builds.Build
+	QueuePosition int `json:"queue_position,omitempty"`
+}
+
+// createRequest is the body of POST /api/v1/builds. Fields of the contract that
+// Manifold does not do yet are decoded so they can be refused by name.
+type createRequest struct {
+	builds.Request
+	DockerfilePath string          `json:"dockerfile_path"`
+	Git            json.RawMessage `json:"git"`
+	Tags           []string        `json:"tags"`
+	Push           bool            `json:"push"`
+}
+
+// Health answers GET /healthz with every BuildKit node's state.
+func (h *Handlers) Health(w http.ResponseWriter, r *http.Request) error {
+	nodes := h.Builds.Nodes(r.Context())
+	status, code := "ok", http.StatusOK
+	for _, n := range nodes {
+		if !n.OK {
+			status, code = "unavailable", http.StatusServiceUnavailable
+		}
+	}
+	return writeJSON(w, code, map[string]any{"status": status, "buildkit": nodes})
+}
+
+// CreateBuild answers POST /api/v1/builds.
+func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	// Any other type is read as JSON: `curl -d @build.json` sends form-urlencoded.
+	if mt == "multipart/form-data" {
+		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "uploading a context is not supported yet; send a JSON body with the Dockerfile in \"dockerfile\"")
+	}
+	var req createRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.DockerfilePath != "":
+		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "dockerfile_path needs a context, and contexts are not supported yet; send the Dockerfile text in \"dockerfile\"")
+	case len(req.Git) > 0 && string(req.Git) != "null":
+		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "git contexts are not supported yet; send the Dockerfile text in \"dockerfile\"")
+	case len(req.Tags) > 0 || req.Push:
+		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "tags and push are not supported yet; leave \"tags\" and \"push\" out")
+	}
+	b, err := h.Builds.Start(r.Context(), req.Request)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/builds/"+b.ID)
+	return writeJSON(w, http.StatusCreated, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
+}
+
+// decodeJSON reads one JSON object from the body, refusing unknown fields,
+// trailing data and bodies over the limit, with a sentence for each.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var maxErr *http.MaxBytesError
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &maxErr):
+			return builds.CodeErrorf(builds.EInvalid, "body_too_large", "the request body is over %d bytes", maxErr.Limit)
+		case errors.Is(err, io.EOF):
+			return builds.CodeErrorf(builds.EInvalid, "invalid_json", "the request body is empty; send a JSON object such as {\"dockerfile\": \"FROM busybox:1\", \"platforms\": [\"linux/amd64\"]}")
+		case errors.As(err, &syn):
+			return builds.CodeErrorf(builds.EInvalid, "invalid_json", "the request body is not valid JSON at byte %d: %v", syn.Offset, err)
+		case errors.As(err, &typ):
+			return builds.CodeErrorf(builds.EInvalid, "invalid_json", "field %q must be %s, not a JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return builds.CodeErrorf(builds.EInvalid, "unknown_field", "%s is not a field of this request; check its spelling", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return builds.CodeErrorf(builds.EInvalid, "invalid_json", "the request body could not be read as JSON: %v", err)
+	}
+	if dec.More() {
+		return builds.CodeErrorf(builds.EInvalid, "invalid_json", "the request body has data after the JSON object; send exactly one object")
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	}
+	return "a " + k
+}
+
+// GetBuild answers GET /api/v1/builds/{id}.
+func (h *Handlers) GetBuild(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.Builds.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
+}
+
+// ListBuilds answers GET /api/v1/builds?limit=&before=, newest first.
+func (h *Handlers) ListBuilds(w http.ResponseWriter, r *http.Request) error {
+	opt, err := listOptions(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	list, err := h.Builds.List(r.Context(), opt)
+	if err != nil {
+		return err
+	}
+	out := make([]buildJSON, len(list))
+	for i, b := range list {
+		out[i] = buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)}
+	}
+	next := ""
+	if len(list) == opt.Limit && len(list) > 0 {
+		next = list[len(list)-1].ID
+		w.Header().Set("Link", fmt.Sprintf(`</api/v1/builds?limit=%d&before=%s>; rel="next"`, opt.Limit, next))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"builds": out, "next": next})
+}
+
+func listOptions(q url.Values) (builds.ListOptions, error) {
+	opt := builds.ListOptions{Limit: 50, Before: q.Get("before")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			return opt, builds.CodeErrorf(builds.EInvalid, "invalid_limit", "limit=%q is not a number from 1 to 500", s)
+		}
+		opt.Limit = n
+	}
+	return opt, nil
+}
+
+// CancelBuild answers POST /api/v1/builds/{id}/cancel.
+func (h *Handlers) CancelBuild(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.Builds.Cancel(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, buildJSON{Build: b})
+}
+
+// BuildLog answers GET /api/v1/builds/{id}/log with the plain-text log.
+func (h *Handlers) BuildLog(w http.ResponseWriter, r *http.Request) error {
+	lines, err := h.Builds.Log(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var sb strings.Builder
+	for _, l := range lines {
+		sb.WriteString(l.Text)
+		sb.WriteByte('\n')
+	}
+	_, err = io.WriteString(w, sb.String())
+	return err
+}
+

@@ -1,0 +1,108 @@
+// Package templates holds the templ pages and partials, each taking a view model.
+package templates
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"manifold/builds"
+)
+
+// ExampleDockerfile is the example every user tries first; the new-build form starts with it.
+const ExampleDockerfile = `FROM busybox:1
+LABEL description="Image for my Docker course"
+CMD [ "/bin/sh", "-c", "while date; do sleep 1; done;" ]
+`
+
+// PlatformChoice is one checkbox of the new-build form.
+type PlatformChoice struct {
+	Name    string
+	Checked bool
+}
+
+// NewBuildView is the new-build form, empty or re-shown with the user's input and a message.
+type NewBuildView struct {
+	Dockerfile string
+	Platforms  []PlatformChoice
+	Error      string
+	// Unreachable is set when no BuildKit node answered, with what was said.
+	Unreachable string
+}
+
+// BuildsView is a page of the build history.
+type BuildsView struct {
+	Builds []*builds.Build
+	// Next is the id to pass as before= for the next (older) page, or "".
+	Next string
+	Now  time.Time
+}
+
+// BuildView is one build's page.
+type BuildView struct {
+	Build         *builds.Build
+	Log           []builds.LogLine
+	QueuePosition int
+	Now           time.Time
+}
+
+// ErrorView is the page shown for an error.
+type ErrorView struct {
+	Status  int
+	Title   string
+	Message string
+}
+
+// ShortDigest shortens "sha256:abcdef…" to its first 12 hex digits.
+func ShortDigest(d string) string {
+	_, hex, ok := strings.Cut(d, ":")
+	if !ok || len(hex) < 12 {
+		return d
+	}
+	return hex[:12]
+}
+
+// HumanBytes prints a size the way people read it.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// HumanDuration prints a duration rounded for reading: 0.4s, 12s, 3m05s.
+func HumanDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "–"
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+}
+
+// Timestamp prints a time in UTC, to the second.
+func Timestamp(t *time.Time) string {
+	if t == nil {
+		return "–"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// StepDuration is how long a step ran, or "" while it has not finished.
+func StepDuration(s builds.Step) string {
+	if s.StartedAt == nil || s.FinishedAt == nil {
+		return ""
+	}
+	return HumanDuration(s.FinishedAt.Sub(*s.StartedAt))
+}

@@ -1,0 +1,36 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"manifold/handlers"
+	"manifold/static"
+)
+
+// routes is the whole HTTP surface in one place.
+func (s *Server) routes(h *handlers.Handlers) http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.requestID, s.recoverer, s.logRequests, securityHeaders)
+	r.NotFound(s.handle(notFound))
+	r.MethodNotAllowed(s.handle(methodNotAllowed))
+
+	r.Get("/healthz", s.handle(h.Health))
+	r.Handle("/static/*", static.Handler())
+
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Get("/builds", s.handle(h.ListBuilds))
+		r.Post("/builds", s.handle(h.CreateBuild))
+		r.Get("/builds/{id}", s.handle(h.GetBuild))
+		r.Post("/builds/{id}/cancel", s.handle(h.CancelBuild))
+		r.Get("/builds/{id}/log", s.handle(h.BuildLog))
+	})
+
+	r.Get("/", s.handle(h.NewBuildPage))
+	r.Post("/builds", s.handle(h.CreateBuildForm))
+	r.Get("/builds", s.handle(h.BuildsPage))
+	r.Get("/builds/{id}", s.handle(h.BuildPage))
+	r.Post("/builds/{id}/cancel", s.handle(h.CancelBuildForm))
+	return r
+}
