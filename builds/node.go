@@ -159,10 +159,10 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 	}
 	spec.Options.frontendAttrs(attrs)
 	opt := client.SolveOpt{
-		Ref:      spec.Ref,
-		Frontend: "dockerfile.v0",
+		Ref:           spec.Ref,
+		Frontend:      "dockerfile.v0",
 		FrontendAttrs: attrs,
-		LocalMounts: map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
 		Exports: []client.ExportEntry{{
 			Type:        client.ExporterOCI,
 			Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},

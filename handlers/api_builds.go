@@ -182,4 +182,3 @@ func (h *Handlers) BuildLog(w http.ResponseWriter, r *http.Request) error {
 	_, err = io.WriteString(w, sb.String())
 	return err
 }
-

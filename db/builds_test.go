@@ -1,0 +1,177 @@
+package db
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"manifold/builds"
+)
+
+func openTest(t *testing.T) *Builds {
+	t.Helper()
+	d, err := Open(context.Background(), filepath.Join(t.TempDir(), "manifold.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return NewBuilds(d)
+}
+
+func newBuild(t *testing.T, s *Builds, at time.Time) *builds.Build {
+	t.Helper()
+	id := builds.NewID(at)
+	b := &builds.Build{ID: id, Status: builds.StatusQueued, Platforms: []string{"linux/amd64", "linux/arm64"},
+		CreatedAt: at, Dockerfile: "FROM busybox:1\n", Ref: id,
+		Options: builds.Options{BuildArgs: map[string]string{"A": "1"}, Labels: map[string]string{}}}
+	if err := s.CreateBuild(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestMigrationsAreRecordedOnce(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for range 2 {
+		d, err := Open(ctx, filepath.Join(dir, "m.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := d.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("schema_migrations has %d rows, want 1", n)
+		}
+		var fk, timeout int
+		var mode string
+		_ = d.QueryRow(`PRAGMA foreign_keys`).Scan(&fk)
+		_ = d.QueryRow(`PRAGMA busy_timeout`).Scan(&timeout)
+		_ = d.QueryRow(`PRAGMA journal_mode`).Scan(&mode)
+		if fk != 1 || timeout != 10000 || mode != "wal" {
+			t.Fatalf("pragmas foreign_keys=%d busy_timeout=%d journal_mode=%s", fk, timeout, mode)
+		}
+		d.Close()
+	}
+}
+
+func TestBuildLifecycle(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	b := newBuild(t, s, now)
+
+	ok, err := s.StartBuild(ctx, b.ID, now.Add(time.Second))
+	if err != nil || !ok {
+		t.Fatalf("StartBuild = %v, %v", ok, err)
+	}
+	if ok, _ := s.StartBuild(ctx, b.ID, now); ok {
+		t.Fatal("a running build was started twice")
+	}
+	t0 := now.Add(2 * time.Second)
+	steps := []builds.Step{{Digest: "sha256:a", Name: "[linux/amd64 1/2] FROM busybox", Platform: "linux/amd64", StartedAt: &t0}}
+	if err := s.SaveSteps(ctx, b.ID, steps); err != nil {
+		t.Fatal(err)
+	}
+	steps[0].FinishedAt, steps[0].Cached = &t0, true
+	steps = append(steps, builds.Step{Digest: "sha256:b", Name: "exporting", Error: "boom"})
+	if err := s.SaveSteps(ctx, b.ID, steps); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLog(ctx, b.ID, []builds.LogLine{{Seq: 1, Time: now, Text: "#1 [internal] load"}, {Seq: 2, Time: now, Text: "#1 DONE 0.0s"}}); err != nil {
+		t.Fatal(err)
+	}
+	res := builds.Result{Status: builds.StatusSucceeded, IndexDigest: "sha256:idx", Manifests: []builds.Manifest{
+		{Platform: "linux/amd64", Digest: "sha256:m1", ConfigDigest: "sha256:c1", Size: 481, ImageSize: 1000, MediaType: "application/vnd.oci.image.manifest.v1+json"},
+		{Platform: "linux/arm64", Digest: "sha256:m2", ConfigDigest: "sha256:c2", Size: 482, ImageSize: 900, MediaType: "application/vnd.oci.image.manifest.v1+json"},
+	}}
+	if err := s.FinishBuild(ctx, b.ID, now.Add(3*time.Second), res); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetBuild(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != builds.StatusSucceeded || got.IndexDigest != "sha256:idx" || len(got.Manifests) != 2 ||
+		got.Manifests[1].Platform != "linux/arm64" || got.Manifests[1].Size != 482 || got.Manifests[0].ConfigDigest != "sha256:c1" {
+		t.Fatalf("unexpected build %+v", got)
+	}
+	if len(got.Steps) != 2 || !got.Steps[0].Cached || got.Steps[0].FinishedAt == nil || got.Steps[1].Error != "boom" {
+		t.Fatalf("unexpected steps %+v", got.Steps)
+	}
+	if got.Options.BuildArgs["A"] != "1" || got.StartedAt == nil || !got.StartedAt.Equal(now.Add(time.Second)) {
+		t.Fatalf("options or times not kept: %+v", got)
+	}
+	lines, err := s.Log(ctx, b.ID)
+	if err != nil || len(lines) != 2 || lines[1].Text != "#1 DONE 0.0s" {
+		t.Fatalf("log = %v, %v", lines, err)
+	}
+	if _, err := s.GetBuild(ctx, builds.NewID(now)); builds.ErrorKind(err) != builds.ENotFound {
+		t.Fatalf("missing build: error %v, want not found", err)
+	}
+}
+
+func TestListBuildsKeysetPaging(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	start := time.Now().UTC()
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, newBuild(t, s, start.Add(time.Duration(i)*time.Millisecond)).ID)
+	}
+	var seen []string
+	before := ""
+	for page := 0; ; page++ {
+		list, err := s.ListBuilds(ctx, builds.ListOptions{Limit: 3, Before: before})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range list {
+			seen = append(seen, b.ID)
+			if len(b.Platforms) != 2 || b.Manifests == nil || b.Steps == nil {
+				t.Fatalf("list item incomplete: %+v", b)
+			}
+		}
+		if len(list) < 3 {
+			break
+		}
+		before = list[len(list)-1].ID
+		if page > 5 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if len(seen) != 7 {
+		t.Fatalf("saw %d builds over the pages, want 7", len(seen))
+	}
+	for i := range seen {
+		if seen[i] != ids[len(ids)-1-i] {
+			t.Fatalf("page order %v, want newest first %v", seen, ids)
+		}
+	}
+}
+
+func TestRecover(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	running := newBuild(t, s, now)
+	queued1 := newBuild(t, s, now.Add(time.Millisecond))
+	queued2 := newBuild(t, s, now.Add(2*time.Millisecond))
+	if ok, err := s.StartBuild(ctx, running.ID, now); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	ids, err := s.Recover(ctx, now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || ids[0] != queued1.ID || ids[1] != queued2.ID {
+		t.Fatalf("Recover returned %v, want the two queued builds oldest first", ids)
+	}
+	got, _ := s.GetBuild(ctx, running.ID)
+	if got.Status != builds.StatusInterrupted || got.FinishedAt == nil || got.Error == "" {
+		t.Fatalf("running build after Recover: %+v", got)
+	}
+}
