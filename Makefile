@@ -29,7 +29,7 @@ test: setup check
 	go test -count=1 -timeout 20m ./...
 
 bench: setup
-	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/...
+	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./cmd/manifold/
 
 clean:
 	rm -rf bin data

@@ -116,7 +116,7 @@ func TestOptionsValidate(t *testing.T) {
 func TestLogfmtMessage(t *testing.T) {
 	tests := map[string]string{
 		`time="2026-11-27T15:59:30Z" level=info msg="running server on /x/buildkitd.sock"`: "running server on /x/buildkitd.sock",
-		`time="t" level=warning msg="say \"hi\" there" spanID=1`:                          `say "hi" there`,
+		`time="t" level=warning msg="say \"hi\" there" spanID=1`:                           `say "hi" there`,
 		`plain line`: "plain line",
 	}
 	for in, want := range tests {

@@ -76,7 +76,7 @@ func (l *lockedBuffer) String() string {
 var listening = regexp.MustCompile(`msg="manifold listening" url=(http://\S+)`)
 
 // startApp calls run() as main would, with the given extra flags.
-func startApp(t *testing.T, data string, flags ...string) *app {
+func startApp(t testing.TB, data string, flags ...string) *app {
 	t.Helper()
 	if data == "" {
 		data = t.TempDir()
@@ -126,7 +126,7 @@ func startApp(t *testing.T, data string, flags ...string) *app {
 	return a
 }
 
-func (a *app) do(t *testing.T, method, path, body string) (int, []byte) {
+func (a *app) do(t testing.TB, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, a.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -156,7 +156,7 @@ func mustJSON(v any) string {
 }
 
 // startBuild posts a build and returns its id.
-func (a *app) startBuild(t *testing.T, req map[string]any) string {
+func (a *app) startBuild(t testing.TB, req map[string]any) string {
 	t.Helper()
 	code, body := a.do(t, "POST", "/api/v1/builds", mustJSON(req))
 	if code != http.StatusCreated {
@@ -173,7 +173,12 @@ func (a *app) startBuild(t *testing.T, req map[string]any) string {
 }
 
 // wait polls the API until the build reaches a final state (bounded, so a hang fails the test).
-func (a *app) wait(t *testing.T, id string) *builds.Build {
+func (a *app) wait(t testing.TB, id string) *builds.Build {
+	return a.waitEvery(t, id, 100*time.Millisecond)
+}
+
+// waitEvery is wait with a chosen polling interval.
+func (a *app) waitEvery(t testing.TB, id string, every time.Duration) *builds.Build {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -191,7 +196,7 @@ func (a *app) wait(t *testing.T, id string) *builds.Build {
 		if time.Now().After(deadline) {
 			t.Fatalf("build %s still %s after 3 minutes", id, b.Status)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
