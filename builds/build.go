@@ -39,7 +39,11 @@ type Build struct {
 	StartedAt   *time.Time `json:"started_at"`
 	FinishedAt  *time.Time `json:"finished_at"`
 	Error       string     `json:"error"`
-	IndexDigest string     `json:"index_digest"`
+	// ErrorStep is the #N of the step that failed, 0 when none did.
+	ErrorStep int `json:"error_step,omitempty"`
+	// ErrorLine is the Dockerfile line BuildKit blamed, 0 when it named none.
+	ErrorLine   int    `json:"error_line,omitempty"`
+	IndexDigest string `json:"index_digest"`
 	Manifests   []Manifest `json:"manifests"`
 	Steps       []Step     `json:"steps"`
 	Tags        []string   `json:"tags"`
@@ -77,6 +81,8 @@ type Manifest struct {
 
 // Step is one BuildKit vertex: an instruction run (or found in cache) for a platform.
 type Step struct {
+	// Number is the step's #N in the log, counted in order of first appearance.
+	Number     int        `json:"number"`
 	Digest     string     `json:"digest"`
 	Name       string     `json:"name"`
 	Platform   string     `json:"platform"`
@@ -86,19 +92,17 @@ type Step struct {
 	Error      string     `json:"error"`
 }
 
-// LogLine is one line of a build's log, in the style of buildctl --progress=plain.
-type LogLine struct {
-	Seq  int64     `json:"seq"`
-	Time time.Time `json:"time"`
-	Text string    `json:"text"`
-}
-
 // Options are the build's settings besides the Dockerfile and platforms.
 type Options struct {
 	BuildArgs map[string]string `json:"build_args"`
 	Target    string            `json:"target"`
 	Labels    map[string]string `json:"labels"`
 	NoCache   bool              `json:"no_cache"`
+	// DockerfilePath is the Dockerfile's path inside the context, when it comes from there.
+	DockerfilePath string     `json:"dockerfile_path"`
+	Git            *GitSource `json:"git"`
+	// Context says where the context came from; Manifold fills it in.
+	Context Source `json:"context"`
 }
 
 // Request is what a caller asks to build.
@@ -106,6 +110,8 @@ type Request struct {
 	Dockerfile string   `json:"dockerfile"`
 	Platforms  []string `json:"platforms"`
 	Options
+	// Upload is a context archive already in the content store, if any.
+	Upload *Upload `json:"-"`
 }
 
 // ListOptions pages through builds newest first: Before is the id of the last
@@ -119,6 +125,8 @@ type ListOptions struct {
 type Result struct {
 	Status      Status
 	Error       string
+	ErrorStep   int
+	ErrorLine   int
 	IndexDigest string
 	Manifests   []Manifest
 }
@@ -128,13 +136,15 @@ type Store interface {
 	CreateBuild(ctx context.Context, b *Build) error
 	GetBuild(ctx context.Context, id string) (*Build, error)
 	ListBuilds(ctx context.Context, opt ListOptions) ([]*Build, error)
-	// StartBuild moves a queued build to running; it reports false when the
-	// build was no longer queued.
-	StartBuild(ctx context.Context, id string, at time.Time) (bool, error)
-	FinishBuild(ctx context.Context, id string, at time.Time, r Result) error
-	SaveSteps(ctx context.Context, id string, steps []Step) error
-	AppendLog(ctx context.Context, id string, lines []LogLine) error
-	Log(ctx context.Context, id string) ([]LogLine, error)
+	// StartBuild moves a queued build to running and records the status
+	// event; it reports false when the build was no longer queued.
+	StartBuild(ctx context.Context, id string, at time.Time) (bool, []Event, error)
+	// FinishBuild records the final state, its status event and the done event.
+	FinishBuild(ctx context.Context, id string, at time.Time, r Result) ([]Event, error)
+	// Record appends events (numbering them) and saves the steps that changed, in one transaction.
+	Record(ctx context.Context, id string, events []Event, steps []Step) ([]Event, error)
+	// Events reads up to limit events with Seq > after, in order.
+	Events(ctx context.Context, id string, after int64, limit int) ([]Event, error)
 	// Recover runs at start-up: builds left running become interrupted; it
 	// returns the ids of queued builds, oldest first, to run again.
 	Recover(ctx context.Context, at time.Time) ([]string, error)

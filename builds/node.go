@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/client/llb"
 	"github.com/tonistiigi/fsutil"
 	"google.golang.org/grpc/status"
 )
@@ -123,15 +124,22 @@ func (n *Node) Status(ctx context.Context, timeout time.Duration) NodeStatus {
 	return st
 }
 
-// solveSpec is one Solve call: an inline Dockerfile for a set of platforms,
-// exported as OCI blobs into the content store.
+// solveSpec is one Solve call with the Dockerfile frontend, exported as OCI
+// blobs into the content store.
 type solveSpec struct {
-	Ref           string
-	Platforms     []string
-	DockerfileDir string // holds the file "Dockerfile"
-	ContextDir    string
-	Options       Options
-	Store         content.Store
+	Ref       string
+	Platforms []string
+	Options   Options
+	Store     content.Store
+	// DockerfileDir is a local folder holding the Dockerfile, or "" to read
+	// it from the context.
+	DockerfileDir string
+	// DockerfileName is the Dockerfile's path in its folder or context.
+	DockerfileName string
+	// ContextDir is a local context folder; Git a repository BuildKit fetches.
+	// With neither, the context is empty.
+	ContextDir string
+	Git        *GitSource
 }
 
 // solve runs spec on the daemon, sending progress to ch (which Solve closes).
@@ -141,28 +149,59 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 		close(ch)
 		return nil, err
 	}
-	dfFS, err := fsutil.NewFS(spec.DockerfileDir)
-	if err != nil {
-		close(ch)
-		return nil, err
-	}
-	ctxFS, err := fsutil.NewFS(spec.ContextDir)
-	if err != nil {
-		close(ch)
-		return nil, err
+	name := spec.DockerfileName
+	if name == "" {
+		name = "Dockerfile"
 	}
 	attrs := map[string]string{
-		"filename": "Dockerfile",
+		"filename": name,
 		"platform": strings.Join(spec.Platforms, ","),
 		// Always an index, even for one platform, so every build has an index digest.
 		"multi-platform": "true",
 	}
 	spec.Options.frontendAttrs(attrs)
+	mounts := map[string]fsutil.FS{}
+	inputs := map[string]llb.State{}
+	addMount := func(key, dir string) error {
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			return err
+		}
+		mounts[key] = fs
+		return nil
+	}
+	switch {
+	case spec.Git != nil:
+		// Given as an input state, so https URLs without ".git" are fetched with git too.
+		opts := []llb.GitOption{llb.WithCustomName("[internal] load git source " + spec.Git.URL)}
+		if spec.Git.Subdir != "" {
+			opts = append(opts, llb.GitSubDir(spec.Git.Subdir))
+		}
+		st := llb.Git(spec.Git.URL, spec.Git.Ref, opts...)
+		inputs["context"] = st
+		if spec.DockerfileDir == "" {
+			inputs["dockerfile"] = st
+		}
+	case spec.ContextDir != "":
+		if err := addMount("context", spec.ContextDir); err != nil {
+			close(ch)
+			return nil, err
+		}
+	}
+	if spec.DockerfileDir != "" {
+		if err := addMount("dockerfile", spec.DockerfileDir); err != nil {
+			close(ch)
+			return nil, err
+		}
+	} else if spec.ContextDir != "" {
+		mounts["dockerfile"] = mounts["context"]
+	}
 	opt := client.SolveOpt{
-		Ref:           spec.Ref,
-		Frontend:      "dockerfile.v0",
-		FrontendAttrs: attrs,
-		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		Ref:            spec.Ref,
+		Frontend:       "dockerfile.v0",
+		FrontendAttrs:  attrs,
+		FrontendInputs: inputs,
+		LocalMounts:    mounts,
 		Exports: []client.ExportEntry{{
 			Type:        client.ExporterOCI,
 			Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},

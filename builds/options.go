@@ -40,6 +40,18 @@ func (o Options) Validate() (Options, error) {
 	if o.Target != "" && (!targetName.MatchString(o.Target) || len(o.Target) > 128) {
 		return o, CodeErrorf(EInvalid, "invalid_target", "target %q is not a stage name; use letters, digits, '.', '_' and '-'", o.Target)
 	}
+	if o.Git != nil {
+		g, err := o.Git.Validate()
+		if err != nil {
+			return o, err
+		}
+		o.Git = &g
+	}
+	p, err := CleanContextPath("dockerfile_path", o.DockerfilePath)
+	if err != nil {
+		return o, err
+	}
+	o.DockerfilePath = p
 	if o.BuildArgs == nil {
 		o.BuildArgs = map[string]string{}
 	}

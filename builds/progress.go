@@ -3,128 +3,294 @@ package builds
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"regexp"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/moby/buildkit/client"
-	"github.com/moby/buildkit/util/progress/progressui"
 )
 
-// flushEvery is how often recorded steps and log lines are written to the store.
-const flushEvery = 200 * time.Millisecond
+// Limits that keep one build's log bounded.
+const (
+	maxLogLine  = 16 << 10 // longer lines are cut
+	maxLogBytes = 64 << 20 // past this, a build's output is dropped with one notice
+	maxBatch    = 4096     // events persisted in one transaction
+)
 
-// recorder turns BuildKit's SolveStatus stream into steps and plain-text log
-// lines (the same text `buildctl --progress=plain` prints) and persists them.
+// recorder turns BuildKit's SolveStatus stream into steps, log lines and
+// warnings; it persists each batch, then publishes it to the hub.
 type recorder struct {
 	store   Store
+	hub     *Hub
 	buildID string
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	steps   []*Step
-	byDig   map[string]*Step
-	dirty   bool
-	lines   []LogLine
-	partial []byte
-	seq     int64
+	steps      []*Step
+	byDigest   map[string]*Step
+	partial    map[logKey][]byte
+	statusSeen map[string]bool
+	logBytes   int64
+	truncated  bool
 }
 
-func newRecorder(store Store, buildID string, log *slog.Logger) *recorder {
-	return &recorder{store: store, buildID: buildID, log: log, byDig: map[string]*Step{}}
+type logKey struct {
+	digest string
+	stream int
 }
 
-// run consumes ch until it is closed, then writes what is left. Only a
-// background context is used for the final writes: a cancelled build still
-// keeps its log.
+func newRecorder(store Store, hub *Hub, buildID string, log *slog.Logger) *recorder {
+	return &recorder{
+		store: store, hub: hub, buildID: buildID, log: log,
+		byDigest: map[string]*Step{}, partial: map[logKey][]byte{}, statusSeen: map[string]bool{},
+	}
+}
+
+// run consumes ch until BuildKit closes it. Each status update is persisted
+// and published at once, with whatever else is already waiting, so a watcher
+// sees it within milliseconds.
 func (r *recorder) run(ch chan *client.SolveStatus) {
-	display, err := progressui.NewDisplay(r, progressui.PlainMode)
-	if err != nil {
-		r.log.Error("progress display", "err", err)
-		for range ch {
-		}
-		return
-	}
-	plain := make(chan *client.SolveStatus, 16)
-	displayDone := make(chan struct{})
-	go func() {
-		defer close(displayDone)
-		_, _ = display.UpdateFrom(context.Background(), plain)
-	}()
-
-	tick := time.NewTicker(flushEvery)
-	defer tick.Stop()
-	for open := true; open; {
-		select {
-		case st, ok := <-ch:
-			if !ok {
-				open = false
-				break
+	for st := range ch {
+		events, changed := r.apply(st, nil, nil)
+		open := true
+	drain:
+		for len(events) < maxBatch {
+			select {
+			case more, ok := <-ch:
+				if !ok {
+					open = false
+					break drain
+				}
+				events, changed = r.apply(more, events, changed)
+			default:
+				break drain
 			}
-			r.track(st)
-			plain <- st
-		case <-tick.C:
-			r.flush()
 		}
-	}
-	close(plain)
-	<-displayDone
-	r.mu.Lock()
-	if len(r.partial) > 0 {
-		r.addLine(string(r.partial))
-		r.partial = nil
-	}
-	r.mu.Unlock()
-	r.flush()
-}
-
-// Write receives the plain display's output and cuts it into lines.
-func (r *recorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.partial = append(r.partial, p...)
-	for {
-		i := bytes.IndexByte(r.partial, '\n')
-		if i < 0 {
+		r.persist(events, changed)
+		if !open {
 			break
 		}
-		r.addLine(string(r.partial[:i]))
-		r.partial = r.partial[i+1:]
 	}
-	return len(p), nil
+	// Output without a final newline is still output.
+	var events []Event
+	for _, s := range r.steps {
+		events = r.flushPartial(s, events, time.Now().UTC())
+	}
+	r.persist(events, nil)
 }
 
-func (r *recorder) addLine(s string) {
-	r.seq++
-	r.lines = append(r.lines, LogLine{Seq: r.seq, Time: time.Now().UTC(), Text: s})
+// steps returns a copy of every step seen so far.
+func (r *recorder) snapshot() []Step {
+	out := make([]Step, len(r.steps))
+	for i, s := range r.steps {
+		out[i] = *s
+	}
+	return out
+}
+
+func (r *recorder) persist(events []Event, changed map[string]bool) {
+	if len(events) == 0 && len(changed) == 0 {
+		return
+	}
+	var steps []Step
+	for _, s := range r.steps {
+		if changed[s.Digest] {
+			steps = append(steps, *s)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	saved, err := r.store.Record(ctx, r.buildID, events, steps)
+	if err != nil {
+		r.log.Error("record build progress", "build_id", r.buildID, "err", err)
+		return
+	}
+	r.hub.Publish(r.buildID, saved)
 }
 
 var stepPlatform = regexp.MustCompile(`^\[([a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9.]+)?)[ \]]`)
 
-func (r *recorder) track(st *client.SolveStatus) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, v := range st.Vertexes {
-		d := v.Digest.String()
-		s := r.byDig[d]
-		if s == nil {
-			s = &Step{Digest: d}
-			r.byDig[d] = s
-			r.steps = append(r.steps, s)
-		}
-		s.Name = v.Name
-		if m := stepPlatform.FindStringSubmatch(v.Name); m != nil {
-			if p, err := ParsePlatform(m[1]); err == nil {
-				s.Platform = p
-			}
-		}
-		s.Cached = v.Cached
-		s.StartedAt = utcPtr(v.Started)
-		s.FinishedAt = utcPtr(v.Completed)
-		s.Error = v.Error
-		r.dirty = true
+func (r *recorder) step(digest string) *Step {
+	s := r.byDigest[digest]
+	if s == nil {
+		s = &Step{Digest: digest, Number: len(r.steps) + 1}
+		r.byDigest[digest] = s
+		r.steps = append(r.steps, s)
 	}
+	return s
+}
+
+// apply folds one status update into the recorder's state, appending the
+// events it makes. Within one update, steps that start come first, then log
+// lines, then steps that finish, so a step's output precedes its DONE.
+func (r *recorder) apply(st *client.SolveStatus, events []Event, changed map[string]bool) ([]Event, map[string]bool) {
+	if changed == nil {
+		changed = map[string]bool{}
+	}
+	var finishing []*client.Vertex
+	for _, v := range st.Vertexes {
+		if v.Completed != nil {
+			finishing = append(finishing, v)
+			continue
+		}
+		events = r.updateStep(v, events, changed)
+	}
+	for _, l := range st.Logs {
+		events = r.addLog(l, events)
+	}
+	for _, vs := range st.Statuses {
+		if vs.Completed == nil || r.statusSeen[vs.Vertex.String()+vs.ID] {
+			continue
+		}
+		r.statusSeen[vs.Vertex.String()+vs.ID] = true
+		s := r.step(vs.Vertex.String())
+		events = append(events, NewEvent(EventLog, LogEvent{
+			Step: s.Digest, Number: s.Number, Stream: 0, Elapsed: -1, Text: statusText(vs), At: vs.Timestamp.UTC(),
+		}))
+	}
+	for _, w := range st.Warnings {
+		s := r.step(w.Vertex.String())
+		we := WarningEvent{Step: s.Digest, Number: s.Number, Short: string(w.Short), URL: w.URL}
+		if len(w.Detail) > 0 {
+			we.Detail = string(bytes.Join(w.Detail, []byte("\n")))
+		}
+		if len(w.Range) > 0 && w.Range[0].Start != nil {
+			we.Line = int(w.Range[0].Start.Line)
+		}
+		events = append(events, NewEvent(EventWarning, we))
+	}
+	for _, v := range finishing {
+		events = r.flushPartial(r.step(v.Digest.String()), events, v.Completed.UTC())
+		events = r.updateStep(v, events, changed)
+	}
+	return events, changed
+}
+
+func (r *recorder) updateStep(v *client.Vertex, events []Event, changed map[string]bool) []Event {
+	s := r.step(v.Digest.String())
+	next := *s
+	next.Name = v.Name
+	if m := stepPlatform.FindStringSubmatch(v.Name); m != nil {
+		if p, err := ParsePlatform(m[1]); err == nil {
+			next.Platform = p
+		}
+	}
+	next.Cached = v.Cached
+	next.StartedAt = utcPtr(v.Started)
+	next.FinishedAt = utcPtr(v.Completed)
+	next.Error = v.Error
+	if sameStep(*s, next) {
+		return events
+	}
+	*s = next
+	changed[s.Digest] = true
+	at := time.Now().UTC()
+	if s.FinishedAt != nil {
+		at = *s.FinishedAt
+	} else if s.StartedAt != nil {
+		at = *s.StartedAt
+	}
+	return append(events, NewEvent(EventStep, StepEvent{Step: *s, At: at}))
+}
+
+func sameStep(a, b Step) bool {
+	return a.Name == b.Name && a.Platform == b.Platform && a.Cached == b.Cached && a.Error == b.Error &&
+		timeEq(a.StartedAt, b.StartedAt) && timeEq(a.FinishedAt, b.FinishedAt)
+}
+
+func timeEq(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+func (r *recorder) addLog(l *client.VertexLog, events []Event) []Event {
+	s := r.step(l.Vertex.String())
+	key := logKey{s.Digest, l.Stream}
+	buf := append(r.partial[key], l.Data...)
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		events = r.logLine(s, l.Stream, buf[:i], l.Timestamp.UTC(), events)
+		buf = buf[i+1:]
+	}
+	if len(buf) > maxLogLine { // a line without end: cut it here
+		events = r.logLine(s, l.Stream, buf, l.Timestamp.UTC(), events)
+		buf = nil
+	}
+	if len(buf) == 0 {
+		delete(r.partial, key)
+	} else {
+		r.partial[key] = bytes.Clone(buf)
+	}
+	return events
+}
+
+func (r *recorder) flushPartial(s *Step, events []Event, at time.Time) []Event {
+	for _, stream := range []int{1, 2} {
+		key := logKey{s.Digest, stream}
+		if buf := r.partial[key]; len(buf) > 0 {
+			events = r.logLine(s, stream, buf, at, events)
+			delete(r.partial, key)
+		}
+	}
+	return events
+}
+
+func (r *recorder) logLine(s *Step, stream int, line []byte, at time.Time, events []Event) []Event {
+	if r.truncated {
+		return events
+	}
+	line = bytes.TrimRight(line, "\r")
+	if len(line) > maxLogLine {
+		line = append(line[:maxLogLine:maxLogLine], " …(line cut)"...)
+	}
+	r.logBytes += int64(len(line))
+	text := strings.ToValidUTF8(string(line), "\uFFFD")
+	if r.logBytes > maxLogBytes {
+		r.truncated = true
+		text = fmt.Sprintf("(output past %d MiB is not kept)", maxLogBytes>>20)
+	}
+	elapsed := -1.0
+	if s.StartedAt != nil {
+		elapsed = at.Sub(*s.StartedAt).Seconds()
+	}
+	return append(events, NewEvent(EventLog, LogEvent{Step: s.Digest, Number: s.Number, Stream: stream, Elapsed: elapsed, Text: text, At: at}))
+}
+
+// statusText formats a finished progress status the way buildctl's plain output does.
+func statusText(vs *client.VertexStatus) string {
+	var b strings.Builder
+	b.WriteString(vs.ID)
+	if vs.Total != 0 {
+		fmt.Fprintf(&b, " %s / %s", humanSize(vs.Current), humanSize(vs.Total))
+	} else if vs.Current != 0 {
+		fmt.Fprintf(&b, " %s", humanSize(vs.Current))
+	}
+	if vs.Started != nil && vs.Completed != nil {
+		fmt.Fprintf(&b, " %.1fs", vs.Completed.Sub(*vs.Started).Seconds())
+	}
+	b.WriteString(" done")
+	return b.String()
+}
+
+// humanSize prints bytes in decimal units, as buildctl does (1.07MB).
+func humanSize(n int64) string {
+	f := float64(n)
+	for _, u := range []string{"B", "kB", "MB", "GB", "TB"} {
+		if f < 1000 || u == "TB" {
+			if u == "B" {
+				return fmt.Sprintf("%dB", n)
+			}
+			return fmt.Sprintf("%.2f%s", f, u)
+		}
+		f /= 1000
+	}
+	return fmt.Sprintf("%dB", n)
 }
 
 func utcPtr(t *time.Time) *time.Time {
@@ -133,32 +299,4 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
-}
-
-func (r *recorder) flush() {
-	r.mu.Lock()
-	lines := r.lines
-	r.lines = nil
-	var steps []Step
-	if r.dirty {
-		steps = make([]Step, len(r.steps))
-		for i, s := range r.steps {
-			steps[i] = *s
-		}
-		r.dirty = false
-	}
-	r.mu.Unlock()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if len(lines) > 0 {
-		if err := r.store.AppendLog(ctx, r.buildID, lines); err != nil {
-			r.log.Error("save log lines", "build_id", r.buildID, "err", err)
-		}
-	}
-	if steps != nil {
-		if err := r.store.SaveSteps(ctx, r.buildID, steps); err != nil {
-			r.log.Error("save steps", "build_id", r.buildID, "err", err)
-		}
-	}
 }

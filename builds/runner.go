@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/solver/errdefs"
 )
 
 // Cancellation causes, so a finished solve knows why its context ended.
@@ -25,11 +27,13 @@ var (
 // Runner executes queued builds on BuildKit, at most Limit at a time, in FIFO order.
 type Runner struct {
 	store   Store
+	hub     *Hub
 	node    *Node
 	content content.Store
 	workDir string
 	log     *slog.Logger
 	limit   int
+	limits  ContextLimits
 
 	mu      sync.Mutex
 	queue   []string
@@ -41,11 +45,14 @@ type Runner struct {
 // RunnerConfig wires a Runner.
 type RunnerConfig struct {
 	Store   Store
+	Hub     *Hub
 	Node    *Node
 	Content content.Store
 	WorkDir string // per-build scratch folders live here and are removed after each build
 	Log     *slog.Logger
 	Limit   int // builds running at once; 2 when zero
+	// Context bounds uploaded contexts.
+	Context ContextLimits
 }
 
 // NewRunner returns a Runner; call Start to begin taking builds.
@@ -56,9 +63,12 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Hub == nil {
+		cfg.Hub = NewHub()
+	}
 	return &Runner{
-		store: cfg.Store, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit,
+		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
+		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(),
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -163,13 +173,14 @@ func (r *Runner) run(appCtx context.Context, id string) {
 		r.mu.Unlock()
 	}()
 
-	started, err := r.store.StartBuild(appCtx, id, time.Now().UTC())
+	started, events, err := r.store.StartBuild(appCtx, id, time.Now().UTC())
 	if err != nil || !started {
 		if err != nil {
 			log.Error("start build", "err", err)
 		}
 		return
 	}
+	r.hub.Publish(id, events)
 	log.Info("build started", "platforms", strings.Join(b.Platforms, ","))
 	res := r.solve(ctx, b, log)
 	if cause := context.Cause(ctx); cause != nil && res.Status != StatusSucceeded {
@@ -183,10 +194,12 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	// The app context may be over: finishing must still be recorded.
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(appCtx), 10*time.Second)
 	defer fcancel()
-	if err := r.store.FinishBuild(fctx, id, time.Now().UTC(), res); err != nil {
+	events, err = r.store.FinishBuild(fctx, id, time.Now().UTC(), res)
+	if err != nil {
 		log.Error("finish build", "err", err)
 		return
 	}
+	r.hub.Publish(id, events)
 	log.Info("build finished", "status", res.Status, "index_digest", res.IndexDigest, "error", res.Error)
 }
 
@@ -202,30 +215,42 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 		return fail("prepare the build folder: %v", err)
 	}
 	defer os.RemoveAll(dir)
-	dfDir, ctxDir := filepath.Join(dir, "dockerfile"), filepath.Join(dir, "context")
-	if err := os.Mkdir(dfDir, 0o700); err != nil {
-		return fail("prepare the build folder: %v", err)
+	spec := solveSpec{
+		Ref: b.Ref, Platforms: b.Platforms, Options: b.Options, Store: r.content,
+		DockerfileName: b.DockerfilePath, Git: b.Git,
 	}
-	if err := os.Mkdir(ctxDir, 0o700); err != nil {
-		return fail("prepare the build folder: %v", err)
+	if b.Dockerfile != "" {
+		spec.DockerfileDir, spec.DockerfileName = filepath.Join(dir, "dockerfile"), "Dockerfile"
+		if err := os.Mkdir(spec.DockerfileDir, 0o700); err != nil {
+			return fail("prepare the build folder: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(spec.DockerfileDir, "Dockerfile"), []byte(b.Dockerfile), 0o600); err != nil {
+			return fail("write the Dockerfile: %v", err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dfDir, "Dockerfile"), []byte(b.Dockerfile), 0o600); err != nil {
-		return fail("write the Dockerfile: %v", err)
+	if b.Git == nil {
+		spec.ContextDir = filepath.Join(dir, "context")
+		if err := os.Mkdir(spec.ContextDir, 0o700); err != nil {
+			return fail("prepare the build folder: %v", err)
+		}
+		if b.Context.Type == "upload" {
+			if err := ExtractContext(ctx, r.content, b.Context.Digest, spec.ContextDir, r.limits); err != nil {
+				return fail("unpack the uploaded context: %s", err.Error())
+			}
+		}
 	}
 
 	ch := make(chan *client.SolveStatus)
-	rec := newRecorder(r.store, b.ID, log)
+	rec := newRecorder(r.store, r.hub, b.ID, log)
 	recDone := make(chan struct{})
 	go func() { defer close(recDone); rec.run(ch) }()
-	resp, err := r.node.solve(ctx, solveSpec{
-		Ref: b.Ref, Platforms: b.Platforms, DockerfileDir: dfDir, ContextDir: ctxDir, Options: b.Options, Store: r.content,
-	}, ch)
+	resp, err := r.node.solve(ctx, spec, ch)
 	<-recDone
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail("%s", context.Cause(ctx))
 		}
-		return fail("%s", solveError(err, r.node))
+		return r.failure(err, rec, b)
 	}
 	root, err := rootDescriptor(resp.ExporterResponse)
 	if err != nil {
@@ -238,13 +263,62 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 	return Result{Status: StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests}
 }
 
-// solveError turns a Solve error into one sentence a user can act on.
-func solveError(err error, n *Node) string {
-	msg := grpcMessage(err)
-	low := strings.ToLower(msg)
-	if strings.Contains(low, "connection refused") || strings.Contains(low, "error reading from server: eof") ||
-		strings.Contains(low, "transport is closing") || strings.Contains(low, "no such file or directory") && strings.Contains(low, "dial") {
-		return fmt.Sprintf("the builder was lost: BuildKit at %s stopped answering (%s)", n.Addr, msg)
+// failure turns a Solve error into a result whose message names the failing
+// step and, where BuildKit gave source information, the Dockerfile line.
+func (r *Runner) failure(err error, rec *recorder, b *Build) Result {
+	msg := strings.TrimPrefix(grpcMessage(err), "failed to solve: ")
+	if lostBuilder(msg) {
+		return Result{Status: StatusFailed, Error: fmt.Sprintf("the builder was lost: BuildKit at %s stopped answering during the build (%s)", r.node.Addr, msg)}
 	}
-	return msg
+	res := Result{Status: StatusFailed}
+	var failed *Step
+	var ve *errdefs.VertexError
+	if errors.As(err, &ve) && ve.Vertex != nil {
+		failed = rec.byDigest[ve.Digest]
+	}
+	if failed == nil {
+		for _, s := range rec.steps {
+			if s.Error != "" && !strings.Contains(s.Error, "context canceled") {
+				failed = s
+			}
+		}
+	}
+	for _, src := range errdefs.Sources(err) {
+		if src.Info != nil && len(src.Ranges) > 0 && src.Ranges[0].Start != nil {
+			res.ErrorLine = int(src.Ranges[0].Start.Line)
+		}
+	}
+	if m := missingTarget.FindStringSubmatch(msg); m != nil && b.Dockerfile != "" {
+		if stages := StageNames(b.Dockerfile); len(stages) > 0 {
+			msg += "; the Dockerfile's stages are " + strings.Join(stages, ", ")
+		} else {
+			msg += "; the Dockerfile names no stages (use FROM … AS name)"
+		}
+	}
+	where := ""
+	if res.ErrorLine > 0 {
+		where = fmt.Sprintf(" (Dockerfile line %d)", res.ErrorLine)
+	}
+	if failed != nil {
+		res.ErrorStep = failed.Number
+		res.Error = fmt.Sprintf("step #%d %s%s failed: %s", failed.Number, failed.Name, where, msg)
+	} else if where != "" {
+		res.Error = fmt.Sprintf("Dockerfile line %d: %s", res.ErrorLine, msg)
+	} else {
+		res.Error = msg
+	}
+	return res
+}
+
+var missingTarget = regexp.MustCompile(`target stage "?([^"\s]+)"? could not be found`)
+
+func lostBuilder(msg string) bool {
+	low := strings.ToLower(msg)
+	for _, s := range []string{"connection refused", "error reading from server: eof", "transport is closing",
+		"connection reset by peer", "broken pipe", "code = unavailable", "closed network connection"} {
+		if strings.Contains(low, s) {
+			return true
+		}
+	}
+	return strings.Contains(low, "no such file or directory") && strings.Contains(low, "dial")
 }

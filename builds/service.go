@@ -2,7 +2,11 @@ package builds
 
 import (
 	"context"
+
+	"errors"
 	"fmt"
+	"github.com/opencontainers/go-digest"
+	"io"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -18,16 +22,17 @@ const MaxDockerfileSize = 1 << 20
 type Service struct {
 	store  Store
 	runner *Runner
+	hub    *Hub
 	node   *Node
 	log    *slog.Logger
 }
 
-// NewService wires a Service. The runner must use the same store and node.
-func NewService(store Store, runner *Runner, node *Node, log *slog.Logger) *Service {
+// NewService wires a Service over the runner's store, hub and node.
+func NewService(runner *Runner, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, runner: runner, node: node, log: log}
+	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log}
 }
 
 // Recover runs once at start-up, before the runner starts: builds a previous
@@ -64,17 +69,34 @@ func (s *Service) Platforms(ctx context.Context) []string {
 	return out
 }
 
-// Start validates req, records a queued build and queues it.
+// Start validates req, records a queued build and queues it. An upload the
+// request brought is removed again when the request is refused.
 func (s *Service) Start(ctx context.Context, req Request) (*Build, error) {
+	b, err := s.start(ctx, req)
+	if err != nil {
+		s.DiscardUpload(req.Upload)
+	}
+	return b, err
+}
+
+func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	df := req.Dockerfile
-	if strings.TrimSpace(df) == "" {
-		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is empty; give the Dockerfile text in \"dockerfile\", starting with a FROM line")
-	}
-	if len(df) > MaxDockerfileSize {
+	hasContext := req.Upload != nil || req.Git != nil
+	switch {
+	case strings.TrimSpace(df) == "" && !hasContext:
+		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is empty; give the Dockerfile text in \"dockerfile\", starting with a FROM line, or a context that holds one")
+	case df != "" && strings.TrimSpace(df) == "":
+		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is blank; give its text, starting with a FROM line, or leave \"dockerfile\" out to use the context's")
+	case len(df) > MaxDockerfileSize:
 		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is %d bytes; the limit is %d bytes", len(df), MaxDockerfileSize)
-	}
-	if strings.ContainsRune(df, 0) {
+	case strings.ContainsRune(df, 0):
 		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile contains a NUL byte; send it as plain text")
+	case req.Upload != nil && req.Git != nil:
+		return nil, CodeErrorf(EInvalid, "invalid_context", "give either an uploaded context or a git context, not both")
+	case req.DockerfilePath != "" && !hasContext:
+		return nil, CodeErrorf(EInvalid, "invalid_path", "dockerfile_path names a file in the context, but there is no context; upload one or give \"git\"")
+	case req.DockerfilePath != "" && df != "":
+		return nil, CodeErrorf(EInvalid, "invalid_path", "give either the Dockerfile text or dockerfile_path, not both")
 	}
 	plats, err := ParsePlatforms(req.Platforms)
 	if err != nil {
@@ -83,6 +105,27 @@ func (s *Service) Start(ctx context.Context, req Request) (*Build, error) {
 	opts, err := req.Options.Validate()
 	if err != nil {
 		return nil, err
+	}
+	opts.Context = Source{Type: "none"}
+	switch {
+	case req.Upload != nil:
+		want := ""
+		if df == "" {
+			want = opts.DockerfilePath
+			if want == "" {
+				want = "Dockerfile"
+			}
+		}
+		files, found, err := ScanContext(ctx, s.runner.content, req.Upload.Digest, s.runner.limits, want)
+		if err != nil {
+			return nil, err
+		}
+		if want != "" && !found[want] {
+			return nil, CodeErrorf(EInvalid, "invalid_path", "the context has no file %q; give dockerfile_path, or the Dockerfile text in \"dockerfile\"", want)
+		}
+		opts.Context = Source{Type: "upload", Digest: req.Upload.Digest, Size: req.Upload.Size, Files: files}
+	case opts.Git != nil:
+		opts.Context = Source{Type: "git"}
 	}
 	if len(plats) > 16 {
 		return nil, CodeErrorf(EInvalid, "invalid_platform", "%d platforms asked for; at most 16 fit in one build", len(plats))
@@ -161,12 +204,105 @@ func (s *Service) List(ctx context.Context, opt ListOptions) ([]*Build, error) {
 	return s.store.ListBuilds(ctx, opt)
 }
 
-// Log returns a build's log lines.
-func (s *Service) Log(ctx context.Context, id string) ([]LogLine, error) {
+// WriteLog writes a build's whole log as plain text, in buildctl's style.
+func (s *Service) WriteLog(ctx context.Context, id string, w io.Writer) error {
 	if _, err := s.Get(ctx, id); err != nil {
-		return nil, err
+		return err
 	}
-	return s.store.Log(ctx, id)
+	p := NewPlainLog(w)
+	return s.eachEvent(ctx, id, 0, func(e Event) error { return p.Add(e) })
+}
+
+// Events returns every stored event of a build, in order.
+func (s *Service) Events(ctx context.Context, id string) ([]Event, error) {
+	var out []Event
+	err := s.eachEvent(ctx, id, 0, func(e Event) error { out = append(out, e); return nil })
+	return out, err
+}
+
+// eventPage is how many events are read from the database at a time.
+const eventPage = 1000
+
+func (s *Service) eachEvent(ctx context.Context, id string, after int64, fn func(Event) error) error {
+	for {
+		events, err := s.store.Events(ctx, id, after, eventPage)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+		}
+		if len(events) < eventPage {
+			return nil
+		}
+	}
+}
+
+// ErrWatcherDropped ends a Watch whose consumer fell too far behind; it
+// reconnects with the last event id it saw and nothing is lost.
+var ErrWatcherDropped = errors.New("watcher fell behind and was dropped")
+
+// Watch replays a build's events after the given sequence number from the
+// database, then follows new ones live, calling fn for each, until the done
+// event, ctx ending, or the watcher being dropped. When nothing happened for
+// keepAlive, fn gets an EventPing.
+func (s *Service) Watch(ctx context.Context, id string, after int64, keepAlive time.Duration, fn func(Event) error) error {
+	if _, err := s.Get(ctx, id); err != nil {
+		return err
+	}
+	// Subscribe before replaying: an event persisted meanwhile arrives twice
+	// at most, and the sequence number filters the second copy out.
+	sub := s.hub.Subscribe(id)
+	defer s.hub.Unsubscribe(sub)
+	last, done := after, false
+	replay := func() error {
+		return s.eachEvent(ctx, id, last, func(e Event) error {
+			last = e.Seq
+			done = done || e.Type == EventDone
+			return fn(e)
+		})
+	}
+	if err := replay(); err != nil || done {
+		return err
+	}
+	if b, err := s.store.GetBuild(ctx, id); err == nil && b.Status.Final() {
+		// It finished: whatever it wrote is in the database by now.
+		if err := replay(); err != nil || done {
+			return err
+		}
+		// A build whose done event was never written still ends the stream.
+		return fn(NewEvent(EventDone, StatusEvent{Status: b.Status, Error: b.Error}))
+	}
+	ping := time.NewTicker(keepAlive)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ping.C:
+			if err := fn(Event{Type: EventPing, Time: time.Now().UTC()}); err != nil {
+				return err
+			}
+		case e, ok := <-sub.C:
+			if !ok {
+				return ErrWatcherDropped
+			}
+			if e.Seq <= last {
+				continue
+			}
+			last = e.Seq
+			if err := fn(e); err != nil {
+				return err
+			}
+			if e.Type == EventDone {
+				return nil
+			}
+			ping.Reset(keepAlive)
+		}
+	}
 }
 
 // QueuePosition is a queued build's place in line (1 = next), or 0.
@@ -183,9 +319,11 @@ func (s *Service) Cancel(ctx context.Context, id string) (*Build, error) {
 	}
 	wasQueued, wasRunning := s.runner.Cancel(id)
 	if wasQueued || (!wasRunning && b.Status == StatusQueued) {
-		if err := s.store.FinishBuild(ctx, id, time.Now().UTC(), Result{Status: StatusCanceled, Error: "canceled by user before it started"}); err != nil {
+		events, err := s.store.FinishBuild(ctx, id, time.Now().UTC(), Result{Status: StatusCanceled, Error: "canceled by user before it started"})
+		if err != nil {
 			return nil, err
 		}
+		s.hub.Publish(id, events)
 	}
 	if wasRunning {
 		// The runner records the final state; wait briefly so the answer shows it.
@@ -199,4 +337,41 @@ func (s *Service) Cancel(ctx context.Context, id string) (*Build, error) {
 		}
 	}
 	return s.store.GetBuild(ctx, id)
+}
+
+// ContextLimits are the bounds uploaded contexts must keep.
+func (s *Service) ContextLimits() ContextLimits { return s.runner.limits }
+
+// IngestContext stores an uploaded context archive (tar or tar.gz) in the content store.
+func (s *Service) IngestContext(ctx context.Context, r io.Reader) (Upload, error) {
+	return IngestContext(ctx, s.runner.content, r, s.runner.limits.MaxBytes)
+}
+
+// DiscardUpload removes an upload that no build took, if this request wrote it.
+func (s *Service) DiscardUpload(u *Upload) {
+	if u == nil || !u.Fresh {
+		return
+	}
+	if d, err := digest.Parse(u.Digest); err == nil {
+		_ = s.runner.content.Delete(context.Background(), d)
+	}
+}
+
+// Request returns the request that would build b again, with the same inputs.
+func (b *Build) Request() Request {
+	r := Request{Dockerfile: b.Dockerfile, Platforms: b.Platforms, Options: b.Options}
+	if b.Context.Type == "upload" {
+		r.Upload = &Upload{Digest: b.Context.Digest, Size: b.Context.Size}
+	}
+	r.Options.Context = Source{}
+	return r
+}
+
+// Rebuild starts a new build with the same inputs as build id.
+func (s *Service) Rebuild(ctx context.Context, id string) (*Build, error) {
+	b, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.Start(ctx, b.Request())
 }

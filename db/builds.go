@@ -20,7 +20,7 @@ func NewBuilds(d *DB) *Builds { return &Builds{db: d} }
 
 var _ builds.Store = (*Builds)(nil)
 
-const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, index_digest, tags, pushed`
+const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -33,7 +33,7 @@ func scanBuild(row scanner) (*builds.Build, error) {
 		pushed              int
 	)
 	if err := row.Scan(&b.ID, &b.Status, &plats, &b.Dockerfile, &opts, &b.Ref, &create, &started, &finished,
-		&b.Error, &b.IndexDigest, &tags, &pushed); err != nil {
+		&b.Error, &b.ErrorStep, &b.ErrorLine, &b.IndexDigest, &tags, &pushed); err != nil {
 		return nil, err
 	}
 	var err error
@@ -69,9 +69,9 @@ func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
 	if err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = s.db.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.Status, string(plats), b.Dockerfile, string(opts), b.Ref, formatTime(b.CreatedAt), formatTimePtr(b.StartedAt),
-		formatTimePtr(b.FinishedAt), b.Error, b.IndexDigest, string(tags), b.Pushed)
+		formatTimePtr(b.FinishedAt), b.Error, b.ErrorStep, b.ErrorLine, b.IndexDigest, string(tags), b.Pushed)
 	if err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
@@ -162,8 +162,8 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 		return fmt.Errorf("db: read manifests: %w", err)
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT build_id, digest, name, platform, cached, started_at, finished_at, error
-		FROM build_steps WHERE build_id IN `+in+` ORDER BY build_id, position`, args...)
+	rows, err = s.db.QueryContext(ctx, `SELECT build_id, number, digest, name, platform, cached, started_at, finished_at, error
+		FROM build_steps WHERE build_id IN `+in+` ORDER BY build_id, number`, args...)
 	if err != nil {
 		return fmt.Errorf("db: read steps: %w", err)
 	}
@@ -173,7 +173,7 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 		var st builds.Step
 		var cached int
 		var started, finished sql.NullString
-		if err := rows.Scan(&id, &st.Digest, &st.Name, &st.Platform, &cached, &started, &finished, &st.Error); err != nil {
+		if err := rows.Scan(&id, &st.Number, &st.Digest, &st.Name, &st.Platform, &cached, &started, &finished, &st.Error); err != nil {
 			return fmt.Errorf("db: read steps: %w", err)
 		}
 		st.Cached = cached != 0
@@ -188,105 +188,145 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 	return rows.Err()
 }
 
-// StartBuild moves a queued build to running.
-func (s *Builds) StartBuild(ctx context.Context, id string, at time.Time) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE builds SET status = ?, started_at = ? WHERE id = ? AND status = ?`,
-		builds.StatusRunning, formatTime(at), id, builds.StatusQueued)
-	if err != nil {
-		return false, fmt.Errorf("db: start build %s: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
-}
-
-// FinishBuild records a build's final state and, on success, its manifests.
-func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r builds.Result) error {
+// StartBuild moves a queued build to running and records the status event.
+func (s *Builds) StartBuild(ctx context.Context, id string, at time.Time) (bool, []builds.Event, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("db: finish build %s: %w", id, err)
+		return false, nil, fmt.Errorf("db: start build %s: %w", id, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = ?, finished_at = ?, error = ?, index_digest = ? WHERE id = ?`,
-		r.Status, formatTime(at), r.Error, r.IndexDigest, id); err != nil {
-		return fmt.Errorf("db: finish build %s: %w", id, err)
+	res, err := tx.ExecContext(ctx, `UPDATE builds SET status = ?, started_at = ? WHERE id = ? AND status = ?`,
+		builds.StatusRunning, formatTime(at), id, builds.StatusQueued)
+	if err != nil {
+		return false, nil, fmt.Errorf("db: start build %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return false, nil, err
+	}
+	events, err := appendEvents(ctx, tx, id, []builds.Event{builds.NewEvent(builds.EventStatus, builds.StatusEvent{Status: builds.StatusRunning, StartedAt: &at})})
+	if err != nil {
+		return false, nil, err
+	}
+	return true, events, tx.Commit()
+}
+
+// FinishBuild records a build's final state, its manifests on success, and the status and done events.
+func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r builds.Result) ([]builds.Event, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	var started sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT started_at FROM builds WHERE id = ?`, id).Scan(&started); err != nil {
+		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = ?, finished_at = ?, error = ?, error_step = ?, error_line = ?, index_digest = ? WHERE id = ?`,
+		r.Status, formatTime(at), r.Error, r.ErrorStep, r.ErrorLine, r.IndexDigest, id); err != nil {
+		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM build_manifests WHERE build_id = ?`, id); err != nil {
-		return fmt.Errorf("db: finish build %s: %w", id, err)
+		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}
 	for i, m := range r.Manifests {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO build_manifests (build_id, position, platform, digest, media_type, config_digest, size, image_size)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id, i, m.Platform, m.Digest, m.MediaType, m.ConfigDigest, m.Size, m.ImageSize); err != nil {
-			return fmt.Errorf("db: insert manifest of %s: %w", id, err)
+			return nil, fmt.Errorf("db: insert manifest of %s: %w", id, err)
 		}
+	}
+	st := builds.StatusEvent{Status: r.Status, Error: r.Error, FinishedAt: &at}
+	if st.StartedAt, err = parseTimePtr(started); err != nil {
+		return nil, err
+	}
+	events, err := appendEvents(ctx, tx, id, []builds.Event{builds.NewEvent(builds.EventStatus, st), builds.NewEvent(builds.EventDone, st)})
+	if err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("db: finish build %s: %w", id, err)
+		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}
-	return nil
+	return events, nil
 }
 
-// SaveSteps writes the current state of a build's steps.
-func (s *Builds) SaveSteps(ctx context.Context, id string, steps []builds.Step) error {
+// Record appends events and saves changed steps in one transaction.
+func (s *Builds) Record(ctx context.Context, id string, events []builds.Event, steps []builds.Step) ([]builds.Event, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("db: save steps of %s: %w", id, err)
+		return nil, fmt.Errorf("db: record events of %s: %w", id, err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_steps (build_id, digest, position, name, platform, cached, started_at, finished_at, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (build_id, digest) DO UPDATE SET name = excluded.name, platform = excluded.platform, cached = excluded.cached,
-			started_at = excluded.started_at, finished_at = excluded.finished_at, error = excluded.error`)
-	if err != nil {
-		return fmt.Errorf("db: save steps of %s: %w", id, err)
-	}
-	defer stmt.Close()
-	for i, st := range steps {
-		if _, err := stmt.ExecContext(ctx, id, st.Digest, i, st.Name, st.Platform, st.Cached,
-			formatTimePtr(st.StartedAt), formatTimePtr(st.FinishedAt), st.Error); err != nil {
-			return fmt.Errorf("db: save steps of %s: %w", id, err)
+	if len(steps) > 0 {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_steps (build_id, digest, number, name, platform, cached, started_at, finished_at, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (build_id, digest) DO UPDATE SET number = excluded.number, name = excluded.name, platform = excluded.platform,
+				cached = excluded.cached, started_at = excluded.started_at, finished_at = excluded.finished_at, error = excluded.error`)
+		if err != nil {
+			return nil, fmt.Errorf("db: save steps of %s: %w", id, err)
+		}
+		defer stmt.Close()
+		for _, st := range steps {
+			if _, err := stmt.ExecContext(ctx, id, st.Digest, st.Number, st.Name, st.Platform, st.Cached,
+				formatTimePtr(st.StartedAt), formatTimePtr(st.FinishedAt), st.Error); err != nil {
+				return nil, fmt.Errorf("db: save steps of %s: %w", id, err)
+			}
 		}
 	}
-	return tx.Commit()
+	saved, err := appendEvents(ctx, tx, id, events)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("db: record events of %s: %w", id, err)
+	}
+	return saved, nil
 }
 
-// AppendLog adds log lines; their Seq numbers come from the caller.
-func (s *Builds) AppendLog(ctx context.Context, id string, lines []builds.LogLine) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("db: append log of %s: %w", id, err)
+// appendEvents numbers events after the build's last one and inserts them.
+func appendEvents(ctx context.Context, tx *sql.Tx, id string, events []builds.Event) ([]builds.Event, error) {
+	if len(events) == 0 {
+		return nil, nil
 	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_logs (build_id, seq, time, text) VALUES (?, ?, ?, ?)`)
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM build_events WHERE build_id = ?`, id).Scan(&last); err != nil {
+		return nil, fmt.Errorf("db: append events of %s: %w", id, err)
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_events (build_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)`)
 	if err != nil {
-		return fmt.Errorf("db: append log of %s: %w", id, err)
+		return nil, fmt.Errorf("db: append events of %s: %w", id, err)
 	}
 	defer stmt.Close()
-	for _, l := range lines {
-		if _, err := stmt.ExecContext(ctx, id, l.Seq, formatTime(l.Time), l.Text); err != nil {
-			return fmt.Errorf("db: append log of %s: %w", id, err)
+	out := make([]builds.Event, len(events))
+	for i, e := range events {
+		last++
+		e.Seq = last
+		if _, err := stmt.ExecContext(ctx, id, e.Seq, string(e.Type), formatTime(e.Time), string(e.Data)); err != nil {
+			return nil, fmt.Errorf("db: append events of %s: %w", id, err)
 		}
+		out[i] = e
 	}
-	return tx.Commit()
+	return out, nil
 }
 
-// Log reads a build's whole log in order.
-func (s *Builds) Log(ctx context.Context, id string) ([]builds.LogLine, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, time, text FROM build_logs WHERE build_id = ? ORDER BY seq`, id)
+// Events reads up to limit events with seq > after.
+func (s *Builds) Events(ctx context.Context, id string, after int64, limit int) ([]builds.Event, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data FROM build_events WHERE build_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("db: read log of %s: %w", id, err)
+		return nil, fmt.Errorf("db: read events of %s: %w", id, err)
 	}
 	defer rows.Close()
-	out := []builds.LogLine{}
+	var out []builds.Event
 	for rows.Next() {
-		var l builds.LogLine
-		var t string
-		if err := rows.Scan(&l.Seq, &t, &l.Text); err != nil {
-			return nil, fmt.Errorf("db: read log of %s: %w", id, err)
+		var e builds.Event
+		var typ, t, data string
+		if err := rows.Scan(&e.Seq, &typ, &t, &data); err != nil {
+			return nil, fmt.Errorf("db: read events of %s: %w", id, err)
 		}
-		if l.Time, err = parseTime(t); err != nil {
-			return nil, fmt.Errorf("db: read log of %s: %w", id, err)
+		e.Type = builds.EventType(typ)
+		e.Data = json.RawMessage(data)
+		if e.Time, err = parseTime(t); err != nil {
+			return nil, fmt.Errorf("db: read events of %s: %w", id, err)
 		}
-		out = append(out, l)
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }
@@ -294,11 +334,27 @@ func (s *Builds) Log(ctx context.Context, id string) ([]builds.LogLine, error) {
 // Recover marks builds a previous process left running as interrupted and
 // returns the queued ones, oldest first.
 func (s *Builds) Recover(ctx context.Context, at time.Time) ([]string, error) {
-	if _, err := s.db.ExecContext(ctx, `UPDATE builds SET status = ?, finished_at = ?, error = ? WHERE status = ?`,
-		builds.StatusInterrupted, formatTime(at), "Manifold stopped while the build was running", builds.StatusRunning); err != nil {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusRunning)
+	if err != nil {
 		return nil, fmt.Errorf("db: recover running builds: %w", err)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusQueued)
+	var running []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		running = append(running, id)
+	}
+	rows.Close()
+	for _, id := range running {
+		if _, err := s.FinishBuild(ctx, id, at, builds.Result{Status: builds.StatusInterrupted,
+			Error: "Manifold stopped while the build was running; start it again with Rebuild"}); err != nil {
+			return nil, fmt.Errorf("db: recover running builds: %w", err)
+		}
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusQueued)
 	if err != nil {
 		return nil, fmt.Errorf("db: recover queued builds: %w", err)
 	}

@@ -64,32 +64,35 @@ func TestBuildLifecycle(t *testing.T) {
 	now := time.Now().UTC()
 	b := newBuild(t, s, now)
 
-	ok, err := s.StartBuild(ctx, b.ID, now.Add(time.Second))
-	if err != nil || !ok {
-		t.Fatalf("StartBuild = %v, %v", ok, err)
+	ok, started, err := s.StartBuild(ctx, b.ID, now.Add(time.Second))
+	if err != nil || !ok || len(started) != 1 || started[0].Seq != 1 || started[0].Type != builds.EventStatus {
+		t.Fatalf("StartBuild = %v, %+v, %v", ok, started, err)
 	}
-	if ok, _ := s.StartBuild(ctx, b.ID, now); ok {
+	if ok, _, _ := s.StartBuild(ctx, b.ID, now); ok {
 		t.Fatal("a running build was started twice")
 	}
 	t0 := now.Add(2 * time.Second)
-	steps := []builds.Step{{Digest: "sha256:a", Name: "[linux/amd64 1/2] FROM busybox", Platform: "linux/amd64", StartedAt: &t0}}
-	if err := s.SaveSteps(ctx, b.ID, steps); err != nil {
+	steps := []builds.Step{{Number: 1, Digest: "sha256:a", Name: "[linux/amd64 1/2] FROM busybox", Platform: "linux/amd64", StartedAt: &t0}}
+	if _, err := s.Record(ctx, b.ID, nil, steps); err != nil {
 		t.Fatal(err)
 	}
 	steps[0].FinishedAt, steps[0].Cached = &t0, true
-	steps = append(steps, builds.Step{Digest: "sha256:b", Name: "exporting", Error: "boom"})
-	if err := s.SaveSteps(ctx, b.ID, steps); err != nil {
-		t.Fatal(err)
+	steps = append(steps, builds.Step{Number: 2, Digest: "sha256:b", Name: "exporting", Error: "boom"})
+	logs := []builds.Event{
+		builds.NewEvent(builds.EventLog, builds.LogEvent{Step: "sha256:a", Number: 1, Stream: 1, Text: "hello"}),
+		builds.NewEvent(builds.EventLog, builds.LogEvent{Step: "sha256:a", Number: 1, Stream: 2, Text: "world"}),
 	}
-	if err := s.AppendLog(ctx, b.ID, []builds.LogLine{{Seq: 1, Time: now, Text: "#1 [internal] load"}, {Seq: 2, Time: now, Text: "#1 DONE 0.0s"}}); err != nil {
-		t.Fatal(err)
+	saved, err := s.Record(ctx, b.ID, logs, steps)
+	if err != nil || len(saved) != 2 || saved[0].Seq != 2 || saved[1].Seq != 3 {
+		t.Fatalf("Record = %+v, %v; want seq 2 and 3", saved, err)
 	}
 	res := builds.Result{Status: builds.StatusSucceeded, IndexDigest: "sha256:idx", Manifests: []builds.Manifest{
 		{Platform: "linux/amd64", Digest: "sha256:m1", ConfigDigest: "sha256:c1", Size: 481, ImageSize: 1000, MediaType: "application/vnd.oci.image.manifest.v1+json"},
 		{Platform: "linux/arm64", Digest: "sha256:m2", ConfigDigest: "sha256:c2", Size: 482, ImageSize: 900, MediaType: "application/vnd.oci.image.manifest.v1+json"},
 	}}
-	if err := s.FinishBuild(ctx, b.ID, now.Add(3*time.Second), res); err != nil {
-		t.Fatal(err)
+	done, err := s.FinishBuild(ctx, b.ID, now.Add(3*time.Second), res)
+	if err != nil || len(done) != 2 || done[1].Type != builds.EventDone || done[1].Seq != 5 {
+		t.Fatalf("FinishBuild = %+v, %v", done, err)
 	}
 	got, err := s.GetBuild(ctx, b.ID)
 	if err != nil {
@@ -105,9 +108,15 @@ func TestBuildLifecycle(t *testing.T) {
 	if got.Options.BuildArgs["A"] != "1" || got.StartedAt == nil || !got.StartedAt.Equal(now.Add(time.Second)) {
 		t.Fatalf("options or times not kept: %+v", got)
 	}
-	lines, err := s.Log(ctx, b.ID)
-	if err != nil || len(lines) != 2 || lines[1].Text != "#1 DONE 0.0s" {
-		t.Fatalf("log = %v, %v", lines, err)
+	events, err := s.Events(ctx, b.ID, 1, 100)
+	if err != nil || len(events) != 4 || events[0].Seq != 2 || events[3].Type != builds.EventDone {
+		t.Fatalf("events after 1 = %+v, %v", events, err)
+	}
+	if page, _ := s.Events(ctx, b.ID, 0, 2); len(page) != 2 || page[1].Seq != 2 {
+		t.Fatalf("a page of 2 events = %+v", page)
+	}
+	if got.Steps[0].Number != 1 || got.Steps[1].Number != 2 {
+		t.Fatalf("step numbers %+v", got.Steps)
 	}
 	if _, err := s.GetBuild(ctx, builds.NewID(now)); builds.ErrorKind(err) != builds.ENotFound {
 		t.Fatalf("missing build: error %v, want not found", err)
@@ -160,7 +169,7 @@ func TestRecover(t *testing.T) {
 	running := newBuild(t, s, now)
 	queued1 := newBuild(t, s, now.Add(time.Millisecond))
 	queued2 := newBuild(t, s, now.Add(2*time.Millisecond))
-	if ok, err := s.StartBuild(ctx, running.ID, now); !ok || err != nil {
+	if ok, _, err := s.StartBuild(ctx, running.ID, now); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	ids, err := s.Recover(ctx, now.Add(time.Minute))
@@ -173,5 +182,9 @@ func TestRecover(t *testing.T) {
 	got, _ := s.GetBuild(ctx, running.ID)
 	if got.Status != builds.StatusInterrupted || got.FinishedAt == nil || got.Error == "" {
 		t.Fatalf("running build after Recover: %+v", got)
+	}
+	events, _ := s.Events(ctx, running.ID, 0, 10)
+	if len(events) != 3 || events[2].Type != builds.EventDone {
+		t.Fatalf("interrupted build's events %+v, want running, interrupted, done", events)
 	}
 }

@@ -22,14 +22,12 @@ type buildJSON struct {
 	QueuePosition int `json:"queue_position,omitempty"`
 }
 
-// createRequest is the body of POST /api/v1/builds. Fields of the contract that
-// Manifold does not do yet are decoded so they can be refused by name.
+// createRequest is the body of POST /api/v1/builds (or its "options" part).
+// tags and push are decoded so they can be refused by name until pushing lands.
 type createRequest struct {
 	builds.Request
-	DockerfilePath string          `json:"dockerfile_path"`
-	Git            json.RawMessage `json:"git"`
-	Tags           []string        `json:"tags"`
-	Push           bool            `json:"push"`
+	Tags []string `json:"tags"`
+	Push bool     `json:"push"`
 }
 
 // Health answers GET /healthz with every BuildKit node's state.
@@ -44,23 +42,26 @@ func (h *Handlers) Health(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, code, map[string]any{"status": status, "buildkit": nodes})
 }
 
-// CreateBuild answers POST /api/v1/builds.
+// CreateBuild answers POST /api/v1/builds: a JSON body, or multipart/form-data
+// with an "options" part (the same JSON) and a "context" part (tar or tar.gz).
 func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	// Any other type is read as JSON: `curl -d @build.json` sends form-urlencoded.
-	if mt == "multipart/form-data" {
-		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "uploading a context is not supported yet; send a JSON body with the Dockerfile in \"dockerfile\"")
-	}
 	var req createRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		return err
+	if mt == "multipart/form-data" {
+		up, err := h.readMultipart(w, r, &req)
+		if err != nil {
+			h.Builds.DiscardUpload(up)
+			return err
+		}
+		req.Upload = up
+	} else {
+		// Any other type is read as JSON: `curl -d @build.json` sends form-urlencoded.
+		if err := decodeJSON(http.MaxBytesReader(w, r.Body, maxJSONBody), &req); err != nil {
+			return err
+		}
 	}
-	switch {
-	case req.DockerfilePath != "":
-		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "dockerfile_path needs a context, and contexts are not supported yet; send the Dockerfile text in \"dockerfile\"")
-	case len(req.Git) > 0 && string(req.Git) != "null":
-		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "git contexts are not supported yet; send the Dockerfile text in \"dockerfile\"")
-	case len(req.Tags) > 0 || req.Push:
+	if len(req.Tags) > 0 || req.Push {
+		h.Builds.DiscardUpload(req.Upload)
 		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "tags and push are not supported yet; leave \"tags\" and \"push\" out")
 	}
 	b, err := h.Builds.Start(r.Context(), req.Request)
@@ -71,10 +72,67 @@ func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
 }
 
-// decodeJSON reads one JSON object from the body, refusing unknown fields,
-// trailing data and bodies over the limit, with a sentence for each.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+// readMultipart streams the parts: "options" is decoded, "context" goes
+// straight into the content store. The upload it returns is set even on error,
+// so the caller can discard it.
+func (h *Handlers) readMultipart(w http.ResponseWriter, r *http.Request, req *createRequest) (*builds.Upload, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, h.Builds.ContextLimits().MaxBytes+maxJSONBody+64<<10)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, builds.CodeErrorf(builds.EInvalid, "invalid_multipart", "the multipart body cannot be read: %v", err)
+	}
+	var up *builds.Upload
+	gotOptions := false
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return up, multipartError(err)
+		}
+		switch part.FormName() {
+		case "options":
+			if gotOptions {
+				return up, builds.CodeErrorf(builds.EInvalid, "invalid_multipart", "the body has two \"options\" parts; send one")
+			}
+			gotOptions = true
+			if err := decodeJSON(io.LimitReader(part, maxJSONBody+1), req); err != nil {
+				return up, err
+			}
+		case "context":
+			if up != nil {
+				return up, builds.CodeErrorf(builds.EInvalid, "invalid_multipart", "the body has two \"context\" parts; send one archive")
+			}
+			u, err := h.Builds.IngestContext(r.Context(), part)
+			if err != nil {
+				return nil, err
+			}
+			up = &u
+		default:
+			return up, builds.CodeErrorf(builds.EInvalid, "invalid_multipart", "the body has a part %q; send \"options\" (JSON) and \"context\" (tar or tar.gz)", part.FormName())
+		}
+	}
+	if !gotOptions {
+		return up, builds.CodeErrorf(builds.EInvalid, "invalid_multipart", "the body has no \"options\" part; send the build's JSON in a part named options")
+	}
+	if up == nil {
+		return up, builds.CodeErrorf(builds.EInvalid, "invalid_multipart", "the body has no \"context\" part; send the context as a tar or tar.gz in a part named context, or send plain JSON")
+	}
+	return up, nil
+}
+
+func multipartError(err error) error {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return builds.CodeErrorf(builds.EInvalid, "context_too_large", "the request body is over %d bytes", maxErr.Limit)
+	}
+	return builds.CodeErrorf(builds.EInvalid, "invalid_multipart", "the multipart body cannot be read: %v", err)
+}
+
+// decodeJSON reads one JSON object, refusing unknown fields, trailing data
+// and bodies over the limit, with a sentence for each.
+func decodeJSON(body io.Reader, v any) error {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -92,6 +150,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 			return builds.CodeErrorf(builds.EInvalid, "invalid_json", "field %q must be %s, not a JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return builds.CodeErrorf(builds.EInvalid, "unknown_field", "%s is not a field of this request; check its spelling", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return builds.CodeErrorf(builds.EInvalid, "invalid_json", "the request body ends in the middle of the JSON object (or is over %d bytes)", maxJSONBody)
 		}
 		return builds.CodeErrorf(builds.EInvalid, "invalid_json", "the request body could not be read as JSON: %v", err)
 	}
@@ -158,6 +218,16 @@ func listOptions(q url.Values) (builds.ListOptions, error) {
 	return opt, nil
 }
 
+// RebuildBuild answers POST /api/v1/builds/{id}/rebuild: a new build with the same inputs.
+func (h *Handlers) RebuildBuild(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.Builds.Rebuild(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/builds/"+b.ID)
+	return writeJSON(w, http.StatusCreated, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
+}
+
 // CancelBuild answers POST /api/v1/builds/{id}/cancel.
 func (h *Handlers) CancelBuild(w http.ResponseWriter, r *http.Request) error {
 	b, err := h.Builds.Cancel(r.Context(), chi.URLParam(r, "id"))
@@ -169,16 +239,10 @@ func (h *Handlers) CancelBuild(w http.ResponseWriter, r *http.Request) error {
 
 // BuildLog answers GET /api/v1/builds/{id}/log with the plain-text log.
 func (h *Handlers) BuildLog(w http.ResponseWriter, r *http.Request) error {
-	lines, err := h.Builds.Log(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
+	id := chi.URLParam(r, "id")
+	if _, err := h.Builds.Get(r.Context(), id); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	var sb strings.Builder
-	for _, l := range lines {
-		sb.WriteString(l.Text)
-		sb.WriteByte('\n')
-	}
-	_, err = io.WriteString(w, sb.String())
-	return err
+	return h.Builds.WriteLog(r.Context(), id, w)
 }

@@ -1,6 +1,11 @@
 package handlers
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,8 +18,11 @@ import (
 	"manifold/templates"
 )
 
-// maxFormBody bounds the new-build form.
-const maxFormBody = 2 << 20
+// maxFormField bounds each text field of the new-build form.
+const maxFormField = 2 << 20
+
+// failedOutputLines is how many lines of a failing step the build page shows.
+const failedOutputLines = 20
 
 func render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) error {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -22,9 +30,8 @@ func render(w http.ResponseWriter, r *http.Request, status int, c templ.Componen
 	return c.Render(r.Context(), w)
 }
 
-// newBuildView fills the form's platform checkboxes from what the nodes report.
-func (h *Handlers) newBuildView(r *http.Request, dockerfile string, checked []string) templates.NewBuildView {
-	v := templates.NewBuildView{Dockerfile: dockerfile}
+// fillPlatforms sets the form's platform checkboxes from what the nodes report.
+func (h *Handlers) fillPlatforms(r *http.Request, v *templates.NewBuildView, checked []string) {
 	var avail []string
 	for _, n := range h.Builds.Nodes(r.Context()) {
 		if !n.OK {
@@ -50,36 +57,205 @@ func (h *Handlers) newBuildView(r *http.Request, dockerfile string, checked []st
 	for _, p := range avail {
 		v.Platforms = append(v.Platforms, templates.PlatformChoice{Name: p, Checked: slices.Contains(checked, p)})
 	}
-	return v
 }
 
-// NewBuildPage answers GET /: the new-build form with the example Dockerfile.
+// NewBuildPage answers GET /: the new-build form with the example Dockerfile,
+// or, with ?from=<id>, prefilled with that build's inputs ("Edit and rebuild").
 func (h *Handlers) NewBuildPage(w http.ResponseWriter, r *http.Request) error {
-	return render(w, r, http.StatusOK, templates.NewBuildPage(h.newBuildView(r, templates.ExampleDockerfile, nil)))
+	v := templates.NewBuildView{Dockerfile: templates.ExampleDockerfile}
+	var checked []string
+	if from := r.URL.Query().Get("from"); from != "" {
+		b, err := h.Builds.Get(r.Context(), from)
+		if err != nil {
+			return err
+		}
+		v = formFromBuild(b)
+		checked = b.Platforms
+	}
+	h.fillPlatforms(r, &v, checked)
+	return render(w, r, http.StatusOK, templates.NewBuildPage(v))
+}
+
+func formFromBuild(b *builds.Build) templates.NewBuildView {
+	v := templates.NewBuildView{
+		Dockerfile:     b.Dockerfile,
+		BuildArgs:      strings.Join(templates.KeyValueLines(b.BuildArgs), "\n"),
+		Labels:         strings.Join(templates.KeyValueLines(b.Labels), "\n"),
+		Target:         b.Target,
+		NoCache:        b.NoCache,
+		DockerfilePath: b.DockerfilePath,
+	}
+	if b.Git != nil {
+		v.GitURL, v.GitRef, v.GitSubdir = b.Git.URL, b.Git.Ref, b.Git.Subdir
+	}
+	if b.Context.Type == "upload" {
+		v.ContextFrom = b.ID
+		v.ContextFromInfo = fmt.Sprintf("the context uploaded for build %s (%s)", b.ID, templates.ContextSummary(b))
+	}
+	return v
 }
 
 // CreateBuildForm answers POST /builds from the form: 303 to the new build, or
 // the form again with the user's input and what to fix.
 func (h *Handlers) CreateBuildForm(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
-		return builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form could not be read (it may be over %d bytes)", maxFormBody)
-	}
-	req := builds.Request{
-		Dockerfile: strings.ReplaceAll(r.PostForm.Get("dockerfile"), "\r\n", "\n"),
-		Platforms:  r.PostForm["platform"],
-	}
-	b, err := h.Builds.Start(r.Context(), req)
-	if err != nil {
-		if builds.ErrorKind(err) != builds.EInvalid {
-			return err
+	v, req, err := h.readForm(w, r)
+	if err == nil {
+		var b *builds.Build
+		if b, err = h.Builds.Start(r.Context(), req); err == nil {
+			http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
+			return nil
 		}
-		v := h.newBuildView(r, req.Dockerfile, nonNilStrings(req.Platforms))
-		v.Error = builds.ErrorMessage(err)
-		return render(w, r, http.StatusBadRequest, templates.NewBuildPage(v))
+	} else {
+		h.Builds.DiscardUpload(req.Upload)
 	}
-	http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
-	return nil
+	if builds.ErrorKind(err) != builds.EInvalid {
+		return err
+	}
+	v.Error = builds.ErrorMessage(err)
+	h.fillPlatforms(r, &v, nonNilStrings(req.Platforms))
+	return render(w, r, http.StatusBadRequest, templates.NewBuildPage(v))
+}
+
+// readForm streams the multipart form (or reads an urlencoded one): text
+// fields first, then an archive or a folder's files straight into the store.
+func (h *Handlers) readForm(w http.ResponseWriter, r *http.Request) (templates.NewBuildView, builds.Request, error) {
+	var v templates.NewBuildView
+	var req builds.Request
+	limits := h.Builds.ContextLimits()
+	r.Body = http.MaxBytesReader(w, r.Body, limits.MaxBytes+16<<20)
+	fields := map[string][]string{}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read: %v", err)
+		}
+		var folder *builds.FolderUpload
+		defer func() {
+			if folder != nil {
+				folder.Abort()
+			}
+		}()
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return v, req, multipartError(err)
+			}
+			name := part.FormName()
+			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+			filename := params["filename"] // the browser's relative path for a folder; part.FileName() would cut it
+			switch {
+			case name == "context" && filename != "":
+				if req.Upload != nil {
+					return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_context", "choose an archive or a folder, not both")
+				}
+				up, err := h.Builds.IngestContext(r.Context(), part)
+				if err != nil {
+					return v, req, err
+				}
+				req.Upload = &up
+			case name == "folder" && filename != "":
+				if req.Upload != nil {
+					return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_context", "choose an archive or a folder, not both")
+				}
+				if folder == nil {
+					if folder, err = h.Builds.NewFolderUpload(); err != nil {
+						return v, req, err
+					}
+				}
+				if err := folder.Add(filename, part); err != nil {
+					return v, req, err
+				}
+			case name == "context" || name == "folder":
+				// an empty file input
+			default:
+				var buf bytes.Buffer
+				n, err := io.Copy(&buf, io.LimitReader(part, maxFormField+1))
+				if err != nil {
+					return v, req, multipartError(err)
+				}
+				if n > maxFormField {
+					return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form field %q is over %d bytes", name, maxFormField)
+				}
+				fields[name] = append(fields[name], buf.String())
+			}
+		}
+		if folder != nil {
+			up, err := folder.Finish(r.Context())
+			folder = nil
+			if err != nil {
+				return v, req, err
+			}
+			req.Upload = &up
+		}
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read: %v", err)
+		}
+		fields = r.PostForm
+	}
+	get := func(k string) string {
+		if vs := fields[k]; len(vs) > 0 {
+			return strings.ReplaceAll(vs[0], "\r\n", "\n")
+		}
+		return ""
+	}
+	v = templates.NewBuildView{
+		Dockerfile: get("dockerfile"), BuildArgs: get("build_args"), Labels: get("labels"),
+		Target: strings.TrimSpace(get("target")), NoCache: get("no_cache") != "",
+		DockerfilePath: strings.TrimSpace(get("dockerfile_path")),
+		GitURL:         strings.TrimSpace(get("git_url")), GitRef: strings.TrimSpace(get("git_ref")), GitSubdir: strings.TrimSpace(get("git_subdir")),
+		ContextFrom: get("context_from"),
+	}
+	req.Dockerfile = v.Dockerfile
+	req.Platforms = fields["platform"]
+	req.Target, req.NoCache, req.DockerfilePath = v.Target, v.NoCache, v.DockerfilePath
+	var err error
+	if req.BuildArgs, err = parseKeyValues("build arg", v.BuildArgs); err != nil {
+		return v, req, err
+	}
+	if req.Labels, err = parseKeyValues("label", v.Labels); err != nil {
+		return v, req, err
+	}
+	if v.GitURL != "" {
+		req.Git = &builds.GitSource{URL: v.GitURL, Ref: v.GitRef, Subdir: v.GitSubdir}
+	} else if v.GitRef != "" || v.GitSubdir != "" {
+		return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_git", "a git ref or subfolder needs the repository URL too")
+	}
+	if req.Upload == nil && v.ContextFrom != "" {
+		from, err := h.Builds.Get(r.Context(), v.ContextFrom)
+		if err != nil {
+			return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_context", "the build %q whose context was to be reused is gone", v.ContextFrom)
+		}
+		if from.Context.Type == "upload" {
+			req.Upload = &builds.Upload{Digest: from.Context.Digest, Size: from.Context.Size}
+			v.ContextFromInfo = fmt.Sprintf("the context uploaded for build %s (%s)", from.ID, templates.ContextSummary(from))
+		}
+	}
+	if req.Upload != nil && req.Upload.Fresh {
+		v.ContextFrom = "" // a new upload replaces the reused one; it is gone if the form comes back
+	}
+	return v, req, nil
+}
+
+// parseKeyValues reads KEY=value lines; blank lines are skipped.
+func parseKeyValues(what, text string) (map[string]string, error) {
+	out := map[string]string{}
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, builds.CodeErrorf(builds.EInvalid, "invalid_form", "%s line %d %q is not KEY=value", what, i+1, line)
+		}
+		out[strings.TrimSpace(k)] = val
+	}
+	return out, nil
 }
 
 func nonNilStrings(s []string) []string {
@@ -112,13 +288,57 @@ func (h *Handlers) BuildPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	events, err := h.Builds.Events(r.Context(), b.ID)
+	if err != nil {
+		return err
+	}
 	v := templates.BuildView{Build: b, Now: time.Now(), QueuePosition: h.Builds.QueuePosition(b.ID)}
-	if b.Status.Final() {
-		if v.Log, err = h.Builds.Log(r.Context(), b.ID); err != nil {
+	var logText bytes.Buffer
+	plain := builds.NewPlainLog(&logText)
+	var failed []string
+	for _, e := range events {
+		if err := plain.Add(e); err != nil {
 			return err
 		}
+		switch e.Type {
+		case builds.EventWarning:
+			var we builds.WarningEvent
+			if json.Unmarshal(e.Data, &we) == nil {
+				v.Warnings = append(v.Warnings, we)
+			}
+		case builds.EventLog:
+			if b.ErrorStep == 0 {
+				continue
+			}
+			var le builds.LogEvent
+			if json.Unmarshal(e.Data, &le) == nil && le.Number == b.ErrorStep && le.Stream != 0 {
+				failed = append(failed, le.Text)
+				if len(failed) > 2*failedOutputLines {
+					failed = slices.Clone(failed[len(failed)-failedOutputLines:])
+				}
+			}
+		}
+	}
+	if len(failed) > failedOutputLines {
+		failed = failed[len(failed)-failedOutputLines:]
+	}
+	v.FailedOutput = failed
+	v.Log = logText.String()
+	if b.ErrorLine > 0 && b.Dockerfile != "" {
+		v.DockerfileLines = dockerfileExcerpt(b.Dockerfile, b.ErrorLine)
 	}
 	return render(w, r, http.StatusOK, templates.BuildPage(v))
+}
+
+// dockerfileExcerpt numbers the lines around the failing one, marking it.
+func dockerfileExcerpt(df string, line int) []templates.DockerfileLine {
+	lines := strings.Split(strings.TrimRight(df, "\n"), "\n")
+	from, to := max(1, line-4), min(len(lines), line+4)
+	var out []templates.DockerfileLine
+	for n := from; n <= to; n++ {
+		out = append(out, templates.DockerfileLine{N: n, Text: lines[n-1], Marked: n == line})
+	}
+	return out
 }
 
 // CancelBuildForm answers POST /builds/{id}/cancel from the build page.
@@ -130,3 +350,14 @@ func (h *Handlers) CancelBuildForm(w http.ResponseWriter, r *http.Request) error
 	http.Redirect(w, r, "/builds/"+id, http.StatusSeeOther)
 	return nil
 }
+
+// RebuildForm answers POST /builds/{id}/rebuild: the same inputs, a new build.
+func (h *Handlers) RebuildForm(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.Builds.Rebuild(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
+	return nil
+}
+

@@ -3,6 +3,7 @@ package templates
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,6 +29,18 @@ type NewBuildView struct {
 	Error      string
 	// Unreachable is set when no BuildKit node answered, with what was said.
 	Unreachable string
+
+	BuildArgs      string // KEY=VALUE, one a line
+	Labels         string // KEY=VALUE, one a line
+	Target         string
+	NoCache        bool
+	DockerfilePath string
+	GitURL         string
+	GitRef         string
+	GitSubdir      string
+	// ContextFrom is the build whose uploaded context an edited rebuild reuses.
+	ContextFrom     string
+	ContextFromInfo string
 }
 
 // BuildsView is a page of the build history.
@@ -41,9 +54,21 @@ type BuildsView struct {
 // BuildView is one build's page.
 type BuildView struct {
 	Build         *builds.Build
-	Log           []builds.LogLine
+	Log           string // the plain-text log so far
 	QueuePosition int
 	Now           time.Time
+	// DockerfileLines is the inline Dockerfile, numbered, with the failing line marked.
+	DockerfileLines []DockerfileLine
+	// FailedOutput is the last lines the failing step printed.
+	FailedOutput []string
+	Warnings     []builds.WarningEvent
+}
+
+// DockerfileLine is one numbered line of a Dockerfile.
+type DockerfileLine struct {
+	N      int
+	Text   string
+	Marked bool
 }
 
 // ErrorView is the page shown for an error.
@@ -106,3 +131,45 @@ func StepDuration(s builds.Step) string {
 	}
 	return HumanDuration(s.FinishedAt.Sub(*s.StartedAt))
 }
+
+// ContextSummary says in a few words where a build's context came from.
+func ContextSummary(b *builds.Build) string {
+	switch b.Context.Type {
+	case "upload":
+		return fmt.Sprintf("upload, %d entries, %s", b.Context.Files, HumanBytes(b.Context.Size))
+	case "git":
+		if b.Git == nil {
+			return "git"
+		}
+		s := b.Git.URL
+		if b.Git.Ref != "" {
+			s += " @ " + b.Git.Ref
+		}
+		if b.Git.Subdir != "" {
+			s += " in " + b.Git.Subdir
+		}
+		return s
+	}
+	return "none (Dockerfile only)"
+}
+
+// KeyValues prints a map as sorted KEY=value pairs.
+func KeyValues(m map[string]string) string {
+	return strings.Join(KeyValueLines(m), "  ")
+}
+
+// KeyValueLines lists a map as sorted KEY=value lines.
+func KeyValueLines(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k + "=" + m[k]
+	}
+	return out
+}
+
+func lineNo(n int) string { return fmt.Sprintf("%4d  ", n) }

@@ -24,7 +24,9 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Post("/builds", s.handle(h.CreateBuild))
 		r.Get("/builds/{id}", s.handle(h.GetBuild))
 		r.Post("/builds/{id}/cancel", s.handle(h.CancelBuild))
+		r.Post("/builds/{id}/rebuild", s.handle(h.RebuildBuild))
 		r.Get("/builds/{id}/log", s.handle(h.BuildLog))
+		r.Get("/builds/{id}/events", s.handle(h.BuildEvents))
 	})
 
 	r.Get("/", s.handle(h.NewBuildPage))
@@ -32,5 +34,6 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r.Get("/builds", s.handle(h.BuildsPage))
 	r.Get("/builds/{id}", s.handle(h.BuildPage))
 	r.Post("/builds/{id}/cancel", s.handle(h.CancelBuildForm))
+	r.Post("/builds/{id}/rebuild", s.handle(h.RebuildForm))
 	return r
 }

@@ -31,7 +31,6 @@ func TestBadInputGetsASentence(t *testing.T) {
 		{"two objects", "POST", "/api/v1/builds", `{"dockerfile":"FROM busybox:1"} {}`, 400, "invalid_json"},
 		{"unknown field", "POST", "/api/v1/builds", `{"dockerfile":"FROM busybox:1","platfroms":["linux/amd64"]}`, 400, "unknown_field"},
 		{"bad build arg", "POST", "/api/v1/builds", `{"dockerfile":"FROM busybox:1","build_args":{"1BAD":"x"}}`, 400, "invalid_build_arg"},
-		{"git not yet", "POST", "/api/v1/builds", `{"dockerfile":"FROM busybox:1","git":{"url":"https://example.com/r.git"}}`, 400, "unsupported_option"},
 		{"push not yet", "POST", "/api/v1/builds", `{"dockerfile":"FROM busybox:1","tags":["r:t"],"push":true}`, 400, "unsupported_option"},
 		{"huge body", "POST", "/api/v1/builds", `{"dockerfile":"` + strings.Repeat("A", 3<<20) + `"}`, 400, "body_too_large"},
 		{"unknown build", "GET", "/api/v1/builds/01m8evrp2r0004ny3xknjd6vgd", "", 404, "build_not_found"},

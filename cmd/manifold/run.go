@@ -197,9 +197,9 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	defer node.Close()
 
 	runner := builds.NewRunner(builds.RunnerConfig{
-		Store: db.NewBuilds(database), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency,
+		Store: db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency,
 	})
-	svc := builds.NewService(db.NewBuilds(database), runner, node, log)
+	svc := builds.NewService(runner, log)
 	if err := svc.Recover(ctx); err != nil {
 		return err
 	}

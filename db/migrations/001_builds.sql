@@ -1,4 +1,4 @@
--- Builds, their per-platform manifests, their steps and their log.
+-- Builds, their per-platform manifests, their steps and their events (log included).
 CREATE TABLE builds (
 	id           TEXT PRIMARY KEY,          -- time-ordered, so ORDER BY id is newest last
 	status       TEXT NOT NULL,
@@ -10,6 +10,8 @@ CREATE TABLE builds (
 	started_at   TEXT,
 	finished_at  TEXT,
 	error        TEXT NOT NULL DEFAULT '',
+	error_step   INTEGER NOT NULL DEFAULT 0, -- #N of the failing step
+	error_line   INTEGER NOT NULL DEFAULT 0, -- Dockerfile line BuildKit blamed
 	index_digest TEXT NOT NULL DEFAULT '',
 	tags         TEXT NOT NULL DEFAULT '[]', -- JSON array
 	pushed       INTEGER NOT NULL DEFAULT 0
@@ -33,7 +35,7 @@ CREATE TABLE build_manifests (
 CREATE TABLE build_steps (
 	build_id    TEXT NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
 	digest      TEXT NOT NULL,
-	position    INTEGER NOT NULL,
+	number      INTEGER NOT NULL,           -- #N in the log
 	name        TEXT NOT NULL,
 	platform    TEXT NOT NULL,
 	cached      INTEGER NOT NULL,
@@ -43,10 +45,13 @@ CREATE TABLE build_steps (
 	PRIMARY KEY (build_id, digest)
 ) STRICT;
 
-CREATE TABLE build_logs (
+-- Everything a build emitted, in order: steps, log lines, warnings, status
+-- changes, done. seq is the SSE event id; replay reads by (build_id, seq).
+CREATE TABLE build_events (
 	build_id TEXT NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
 	seq      INTEGER NOT NULL,
+	type     TEXT NOT NULL,
 	time     TEXT NOT NULL,
-	text     TEXT NOT NULL,
+	data     TEXT NOT NULL,
 	PRIMARY KEY (build_id, seq)
-) STRICT;
+) STRICT, WITHOUT ROWID;

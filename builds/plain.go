@@ -1,0 +1,126 @@
+package builds
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// PlainLog writes a build's events as `buildctl --progress=plain` prints a
+// build: "#N name", "#N 0.123 output", "#N DONE 0.4s", "#N CACHED",
+// "#N ERROR: …", with a blank line whenever the output switches steps.
+// static/app.js renders the live stream the same way.
+type PlainLog struct {
+	w       io.Writer
+	steps   map[string]*plainStep
+	current int
+	err     error
+}
+
+type plainStep struct {
+	Step
+	headed, ended bool
+}
+
+// NewPlainLog writes to w.
+func NewPlainLog(w io.Writer) *PlainLog {
+	return &PlainLog{w: w, steps: map[string]*plainStep{}}
+}
+
+func (p *PlainLog) printf(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+func (p *PlainLog) switchTo(s *plainStep) {
+	if p.current != s.Number {
+		if p.current != 0 {
+			p.printf("\n")
+		}
+		p.current = s.Number
+	}
+	if !s.headed {
+		s.headed = true
+		p.printf("#%d %s\n", s.Number, s.Name)
+	}
+}
+
+// Add writes what one event adds to the log.
+func (p *PlainLog) Add(e Event) error {
+	switch e.Type {
+	case EventStep:
+		var se StepEvent
+		if err := json.Unmarshal(e.Data, &se); err != nil {
+			return fmt.Errorf("step event %d: %w", e.Seq, err)
+		}
+		s := p.steps[se.Digest]
+		if s == nil {
+			s = &plainStep{}
+			p.steps[se.Digest] = s
+		}
+		s.Step = se.Step
+		if s.FinishedAt == nil && !s.Cached {
+			if s.StartedAt != nil {
+				p.switchTo(s)
+			}
+			return p.err
+		}
+		if s.ended {
+			return p.err
+		}
+		p.switchTo(s)
+		s.ended = true
+		switch {
+		case s.Error != "":
+			p.printf("#%d ERROR: %s\n", s.Number, s.Error)
+		case s.Cached:
+			p.printf("#%d CACHED\n", s.Number)
+		case s.StartedAt != nil:
+			p.printf("#%d DONE %.1fs\n", s.Number, s.FinishedAt.Sub(*s.StartedAt).Seconds())
+		default:
+			p.printf("#%d DONE\n", s.Number)
+		}
+	case EventLog:
+		var le LogEvent
+		if err := json.Unmarshal(e.Data, &le); err != nil {
+			return fmt.Errorf("log event %d: %w", e.Seq, err)
+		}
+		s := p.steps[le.Step]
+		if s == nil {
+			s = &plainStep{Step: Step{Digest: le.Step, Number: le.Number}}
+			p.steps[le.Step] = s
+		}
+		p.switchTo(s)
+		if le.Elapsed >= 0 && le.Stream != 0 {
+			p.printf("#%d %.3f %s\n", le.Number, le.Elapsed, le.Text)
+		} else {
+			p.printf("#%d %s\n", le.Number, le.Text)
+		}
+	case EventWarning:
+		var we WarningEvent
+		if err := json.Unmarshal(e.Data, &we); err != nil {
+			return fmt.Errorf("warning event %d: %w", e.Seq, err)
+		}
+		line := ""
+		if we.Line > 0 {
+			line = fmt.Sprintf(" (line %d)", we.Line)
+		}
+		p.printf("\nWARNING: %s%s\n", strings.TrimSpace(we.Short), line)
+		p.current = 0
+	case EventStatus:
+		var st StatusEvent
+		if err := json.Unmarshal(e.Data, &st); err != nil {
+			return fmt.Errorf("status event %d: %w", e.Seq, err)
+		}
+		if st.Status.Final() && st.Status != StatusSucceeded {
+			if p.current != 0 {
+				p.printf("\n")
+			}
+			p.current = 0
+			p.printf("%s: %s\n", strings.ToUpper(string(st.Status)), st.Error)
+		}
+	}
+	return p.err
+}
