@@ -32,18 +32,18 @@ func (s Status) Final() bool {
 
 // Build is one run: what was asked, what happened and what it made.
 type Build struct {
-	ID          string     `json:"id"`
-	Status      Status     `json:"status"`
-	Platforms   []string   `json:"platforms"`
-	CreatedAt   time.Time  `json:"created_at"`
-	StartedAt   *time.Time `json:"started_at"`
-	FinishedAt  *time.Time `json:"finished_at"`
-	Error       string     `json:"error"`
+	ID         string     `json:"id"`
+	Status     Status     `json:"status"`
+	Platforms  []string   `json:"platforms"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Error      string     `json:"error"`
 	// ErrorStep is the #N of the step that failed, 0 when none did.
 	ErrorStep int `json:"error_step,omitempty"`
 	// ErrorLine is the Dockerfile line BuildKit blamed, 0 when it named none.
-	ErrorLine   int    `json:"error_line,omitempty"`
-	IndexDigest string `json:"index_digest"`
+	ErrorLine   int        `json:"error_line,omitempty"`
+	IndexDigest string     `json:"index_digest"`
 	Manifests   []Manifest `json:"manifests"`
 	Steps       []Step     `json:"steps"`
 	Tags        []string   `json:"tags"`

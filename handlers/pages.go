@@ -360,4 +360,3 @@ func (h *Handlers) RebuildForm(w http.ResponseWriter, r *http.Request) error {
 	http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
 	return nil
 }
-
