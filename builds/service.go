@@ -83,6 +83,8 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	df := req.Dockerfile
 	hasContext := req.Upload != nil || req.Git != nil
 	switch {
+	case req.DockerfilePath != "" && !hasContext:
+		return nil, CodeErrorf(EInvalid, "invalid_path", "dockerfile_path names a file in the context, but there is no context; upload one or give \"git\"")
 	case strings.TrimSpace(df) == "" && !hasContext:
 		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is empty; give the Dockerfile text in \"dockerfile\", starting with a FROM line, or a context that holds one")
 	case df != "" && strings.TrimSpace(df) == "":
@@ -93,8 +95,6 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile contains a NUL byte; send it as plain text")
 	case req.Upload != nil && req.Git != nil:
 		return nil, CodeErrorf(EInvalid, "invalid_context", "give either an uploaded context or a git context, not both")
-	case req.DockerfilePath != "" && !hasContext:
-		return nil, CodeErrorf(EInvalid, "invalid_path", "dockerfile_path names a file in the context, but there is no context; upload one or give \"git\"")
 	case req.DockerfilePath != "" && df != "":
 		return nil, CodeErrorf(EInvalid, "invalid_path", "give either the Dockerfile text or dockerfile_path, not both")
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"manifold/builds"
 	"manifold/db"
 	"manifold/handlers"
@@ -31,6 +33,7 @@ type config struct {
 	Mirror      string
 	Concurrency int
 	LogLevel    string
+	Context     builds.ContextLimits
 }
 
 // run is the whole program; main only calls it.
@@ -101,6 +104,28 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return cfg, fmt.Errorf("MANIFOLD_CONCURRENCY=%q is not a number", getenv("MANIFOLD_CONCURRENCY"))
 	}
 	fs.IntVar(&cfg.Concurrency, "concurrency", conc, "builds that run at once; the rest wait in line (MANIFOLD_CONCURRENCY)")
+	intEnv := func(key string, def int64) (int64, error) {
+		v := getenv(key)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q is not a number", key, v)
+		}
+		return n, nil
+	}
+	maxBytes, err := intEnv("MANIFOLD_CONTEXT_MAX_BYTES", 512<<20)
+	if err != nil {
+		return cfg, err
+	}
+	maxFiles, err := intEnv("MANIFOLD_CONTEXT_MAX_FILES", 100_000)
+	if err != nil {
+		return cfg, err
+	}
+	fs.Int64Var(&cfg.Context.MaxBytes, "context-max-bytes", maxBytes, "largest uploaded context, packed and unpacked, in bytes (MANIFOLD_CONTEXT_MAX_BYTES)")
+	var files int64
+	fs.Int64Var(&files, "context-max-files", maxFiles, "most entries in an uploaded context (MANIFOLD_CONTEXT_MAX_FILES)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("MANIFOLD_LOG_LEVEL", "info"), "debug, info, warn or error (MANIFOLD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -108,6 +133,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if cfg.Context.MaxBytes < 1 || files < 1 || files > 10_000_000 {
+		return cfg, fmt.Errorf("--context-max-bytes and --context-max-files must be positive (files at most 10,000,000)")
+	}
+	cfg.Context.MaxFiles = int(files)
 	// Checked before anything listens or starts.
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, fmt.Errorf("--addr %q is not host:port: %v", cfg.Addr, err)
@@ -145,6 +174,9 @@ func parseLevel(s string) (slog.Level, error) {
 func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	// containerd and the BuildKit client log through logrus: fold it into our log, at debug.
+	logrus.SetOutput(logWriter{log})
+	logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
 
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
@@ -197,7 +229,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	defer node.Close()
 
 	runner := builds.NewRunner(builds.RunnerConfig{
-		Store: db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency,
+		Store: db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
 	if err := svc.Recover(ctx); err != nil {
@@ -225,4 +257,12 @@ func displayAddr(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// logWriter forwards a library's log lines into Manifold's log at debug level.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Debug(strings.TrimSpace(string(p)), "component", "library")
+	return len(p), nil
 }
