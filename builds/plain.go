@@ -34,7 +34,9 @@ func (p *PlainLog) printf(format string, args ...any) {
 	}
 }
 
-func (p *PlainLog) switchTo(s *plainStep) {
+// head makes s the current step: a blank line when the output switches steps,
+// then the step's "#N name" line the first time.
+func (p *PlainLog) head(s *plainStep) {
 	if p.current != s.Number {
 		if p.current != 0 {
 			p.printf("\n")
@@ -62,15 +64,15 @@ func (p *PlainLog) Add(e Event) error {
 		}
 		s.Step = se.Step
 		if s.FinishedAt == nil && !s.Cached {
-			if s.StartedAt != nil {
-				p.switchTo(s)
+			if s.StartedAt != nil && !s.headed {
+				p.head(s)
 			}
 			return p.err
 		}
 		if s.ended {
 			return p.err
 		}
-		p.switchTo(s)
+		p.head(s)
 		s.ended = true
 		switch {
 		case s.Error != "":
@@ -92,7 +94,7 @@ func (p *PlainLog) Add(e Event) error {
 			s = &plainStep{Step: Step{Digest: le.Step, Number: le.Number}}
 			p.steps[le.Step] = s
 		}
-		p.switchTo(s)
+		p.head(s)
 		if le.Elapsed >= 0 && le.Stream != 0 {
 			p.printf("#%d %.3f %s\n", le.Number, le.Elapsed, le.Text)
 		} else {

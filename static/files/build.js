@@ -33,7 +33,9 @@
       requestAnimationFrame(flush);
     }
   }
-  function switchTo(s) {
+  // head makes s the current step: a blank line when the output switches
+  // steps, then the step's "#N name" line the first time.
+  function head(s) {
     if (current !== s.number) {
       if (current !== 0) line("");
       current = s.number;
@@ -92,11 +94,11 @@
     Object.assign(s, d);
     stepRow(s);
     if (!s.finished_at && !s.cached) {
-      if (s.started_at) switchTo(s);
+      if (s.started_at && !s.headed) head(s);
       return;
     }
     if (s.ended) return;
-    switchTo(s);
+    head(s);
     s.ended = true;
     if (s.error) line("#" + s.number + " ERROR: " + s.error);
     else if (s.cached) line("#" + s.number + " CACHED");
@@ -106,7 +108,7 @@
   es.addEventListener("log", function (e) {
     const d = JSON.parse(e.data);
     const s = steps[d.step] || (steps[d.step] = { digest: d.step, number: d.number, name: "" });
-    switchTo(s);
+    head(s);
     if (d.elapsed >= 0 && d.stream !== 0) line("#" + d.number + " " + d.elapsed.toFixed(3) + " " + d.text);
     else line("#" + d.number + " " + d.text);
   });
