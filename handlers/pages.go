@@ -119,97 +119,14 @@ func (h *Handlers) CreateBuildForm(w http.ResponseWriter, r *http.Request) error
 // readForm streams the multipart form (or reads an urlencoded one): text
 // fields first, then an archive or a folder's files straight into the store.
 func (h *Handlers) readForm(w http.ResponseWriter, r *http.Request) (templates.NewBuildView, builds.Request, error) {
-	var v templates.NewBuildView
 	var req builds.Request
 	limits := h.Builds.ContextLimits()
 	r.Body = http.MaxBytesReader(w, r.Body, limits.MaxBytes+16<<20)
 	fields := map[string][]string{}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt == "multipart/form-data" {
-		mr, err := r.MultipartReader()
-		if err != nil {
-			return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read: %v", err)
-		}
-		var folder *builds.FolderUpload
-		defer func() {
-			if folder != nil {
-				folder.Abort()
-			}
-		}()
-		for {
-			part, err := mr.NextPart()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return v, req, multipartError(err)
-			}
-			name := part.FormName()
-			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
-			filename := params["filename"] // the browser's relative path for a folder; part.FileName() would cut it
-			switch {
-			case name == "context" && filename != "":
-				if req.Upload != nil {
-					return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_context", "choose an archive or a folder, not both")
-				}
-				up, err := h.Builds.IngestContext(r.Context(), part)
-				if err != nil {
-					return v, req, err
-				}
-				req.Upload = &up
-			case name == "folder" && filename != "":
-				if req.Upload != nil {
-					return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_context", "choose an archive or a folder, not both")
-				}
-				if folder == nil {
-					if folder, err = h.Builds.NewFolderUpload(); err != nil {
-						return v, req, err
-					}
-				}
-				if err := folder.Add(filename, part); err != nil {
-					return v, req, err
-				}
-			case name == "context" || name == "folder":
-				// an empty file input
-			default:
-				var buf bytes.Buffer
-				n, err := io.Copy(&buf, io.LimitReader(part, maxFormField+1))
-				if err != nil {
-					return v, req, multipartError(err)
-				}
-				if n > maxFormField {
-					return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form field %q is over %d bytes", name, maxFormField)
-				}
-				fields[name] = append(fields[name], buf.String())
-			}
-		}
-		if folder != nil {
-			up, err := folder.Finish(r.Context())
-			folder = nil
-			if err != nil {
-				return v, req, err
-			}
-			req.Upload = &up
-		}
-	} else {
-		if err := r.ParseForm(); err != nil {
-			return v, req, builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read: %v", err)
-		}
-		fields = r.PostForm
+	if err := readFormParts(h, r, fields, &req); err != nil {
+		return formView(fields), req, err
 	}
-	get := func(k string) string {
-		if vs := fields[k]; len(vs) > 0 {
-			return strings.ReplaceAll(vs[0], "\r\n", "\n")
-		}
-		return ""
-	}
-	v = templates.NewBuildView{
-		Dockerfile: get("dockerfile"), BuildArgs: get("build_args"), Labels: get("labels"),
-		Target: strings.TrimSpace(get("target")), NoCache: get("no_cache") != "",
-		DockerfilePath: strings.TrimSpace(get("dockerfile_path")),
-		GitURL:         strings.TrimSpace(get("git_url")), GitRef: strings.TrimSpace(get("git_ref")), GitSubdir: strings.TrimSpace(get("git_subdir")),
-		ContextFrom: get("context_from"),
-	}
+	v := formView(fields)
 	req.Dockerfile = v.Dockerfile
 	req.Platforms = fields["platform"]
 	req.Target, req.NoCache, req.DockerfilePath = v.Target, v.NoCache, v.DockerfilePath
@@ -239,6 +156,104 @@ func (h *Handlers) readForm(w http.ResponseWriter, r *http.Request) (templates.N
 		v.ContextFrom = "" // a new upload replaces the reused one; it is gone if the form comes back
 	}
 	return v, req, nil
+}
+
+// readFormParts reads the form's fields into fields and its archive or folder
+// into the store; it stops at the first error, keeping what it read.
+func readFormParts(h *Handlers, r *http.Request, fields map[string][]string, req *builds.Request) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			return builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read: %v", err)
+		}
+		var folder *builds.FolderUpload
+		defer func() {
+			if folder != nil {
+				folder.Abort()
+			}
+		}()
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return multipartError(err)
+			}
+			name := part.FormName()
+			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+			filename := params["filename"] // the browser's relative path for a folder; part.FileName() would cut it
+			switch {
+			case name == "context" && filename != "":
+				if req.Upload != nil {
+					return builds.CodeErrorf(builds.EInvalid, "invalid_context", "choose an archive or a folder, not both")
+				}
+				up, err := h.Builds.IngestContext(r.Context(), part)
+				if err != nil {
+					return err
+				}
+				req.Upload = &up
+			case name == "folder" && filename != "":
+				if req.Upload != nil {
+					return builds.CodeErrorf(builds.EInvalid, "invalid_context", "choose an archive or a folder, not both")
+				}
+				if folder == nil {
+					if folder, err = h.Builds.NewFolderUpload(); err != nil {
+						return err
+					}
+				}
+				if err := folder.Add(filename, part); err != nil {
+					return err
+				}
+			case name == "context" || name == "folder":
+				// an empty file input
+			default:
+				var buf bytes.Buffer
+				n, err := io.Copy(&buf, io.LimitReader(part, maxFormField+1))
+				if err != nil {
+					return multipartError(err)
+				}
+				if n > maxFormField {
+					return builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form field %q is over %d bytes", name, maxFormField)
+				}
+				fields[name] = append(fields[name], buf.String())
+			}
+		}
+		if folder != nil {
+			up, err := folder.Finish(r.Context())
+			folder = nil
+			if err != nil {
+				return err
+			}
+			req.Upload = &up
+		}
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read: %v", err)
+		}
+		for k, vs := range r.PostForm {
+			fields[k] = vs
+		}
+	}
+	return nil
+}
+
+// formView is the form as the user filled it in.
+func formView(fields map[string][]string) templates.NewBuildView {
+	get := func(k string) string {
+		if vs := fields[k]; len(vs) > 0 {
+			return strings.ReplaceAll(vs[0], "\r\n", "\n")
+		}
+		return ""
+	}
+	return templates.NewBuildView{
+		Dockerfile: get("dockerfile"), BuildArgs: get("build_args"), Labels: get("labels"),
+		Target: strings.TrimSpace(get("target")), NoCache: get("no_cache") != "",
+		DockerfilePath: strings.TrimSpace(get("dockerfile_path")),
+		GitURL:         strings.TrimSpace(get("git_url")), GitRef: strings.TrimSpace(get("git_ref")), GitSubdir: strings.TrimSpace(get("git_subdir")),
+		ContextFrom: get("context_from"),
+	}
 }
 
 // parseKeyValues reads KEY=value lines; blank lines are skipped.

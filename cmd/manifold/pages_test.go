@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"io"
+	"mime/multipart"
+	"net/textproto"
 	"net/http"
 	"net/url"
 	"os"
@@ -122,5 +125,95 @@ func TestEmbeddedBuildkitd(t *testing.T) {
 		if strings.Contains(string(cmdline), filepath.Join(data, "buildkit", "buildkitd.toml")) {
 			t.Fatalf("buildkitd still runs after manifold stopped: %s", p)
 		}
+	}
+}
+
+func TestFormFolderUploadAndEditRebuild(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	field := func(k, v string) { w, _ := mw.CreateFormField(k); io.WriteString(w, v) }
+	field("dockerfile", "")
+	field("platform", "linux/amd64")
+	field("platform", "linux/arm64")
+	field("build_args", "MESSAGE=from the form\n\n")
+	field("labels", "team=tools")
+	field("target", "")
+	// Browsers name each file of a chosen folder by its path under the folder.
+	for name, content := range map[string]string{
+		"myapp/Dockerfile":     "FROM busybox:1\nARG MESSAGE\nCOPY src/ /src/\nRUN echo \"$MESSAGE\" > /message\n",
+		"myapp/src/a.txt":      "file a\n",
+		"myapp/src/deep/b.txt": "file b\n",
+	} {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", `form-data; name="folder"; filename="`+name+`"`)
+		h.Set("Content-Type", "text/plain")
+		w, _ := mw.CreatePart(h)
+		io.WriteString(w, content)
+	}
+	mw.Close()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Post(a.URL+"/builds", mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("form = %d:\n%s", resp.StatusCode, page)
+	}
+	id := strings.TrimPrefix(resp.Header.Get("Location"), "/builds/")
+	b := a.wait(t, id)
+	if b.Status != builds.StatusSucceeded || b.Context.Type != "upload" || b.Context.Files != 3 {
+		t.Fatalf("folder build %s (%s), context %+v", b.Status, b.Error, b.Context)
+	}
+	s := a.store(t)
+	for _, m := range b.Manifests {
+		if got, _ := fileInLayers(t, s, m.Digest, "src/deep/b.txt"); got != "file b\n" {
+			t.Fatalf("%s: /src/deep/b.txt = %q", m.Platform, got)
+		}
+		if got, _ := fileInLayers(t, s, m.Digest, "message"); got != "from the form\n" {
+			t.Fatalf("%s: /message = %q", m.Platform, got)
+		}
+	}
+	// "Edit and rebuild" shows the same inputs, reusing the upload.
+	code, form := get(t, a.URL+"/?from="+id)
+	for _, want := range []string{`name="context_from" value="` + id + `"`, "MESSAGE=from the form", "team=tools", `value="linux/arm64" checked`} {
+		if code != 200 || !strings.Contains(form, want) {
+			t.Fatalf("edit form lacks %s:\n%s", want, form)
+		}
+	}
+	resp, err = client.PostForm(a.URL+"/builds", url.Values{"context_from": {id}, "platform": {"linux/amd64"}, "build_args": {"MESSAGE=edited"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("edited rebuild = %d", resp.StatusCode)
+	}
+	e := a.wait(t, strings.TrimPrefix(resp.Header.Get("Location"), "/builds/"))
+	if e.Status != builds.StatusSucceeded || e.Context.Digest != b.Context.Digest {
+		t.Fatalf("edited rebuild %s (%s) context %s, want %s", e.Status, e.Error, e.Context.Digest, b.Context.Digest)
+	}
+	if got, _ := fileInLayers(t, s, e.Manifests[0].Digest, "message"); got != "edited\n" {
+		t.Fatalf("edited /message = %q", got)
+	}
+	// A folder with a path that leaves it is refused, and the form keeps the input.
+	body.Reset()
+	mw = multipart.NewWriter(&body)
+	field("dockerfile", "FROM busybox:1\n# keep me\n")
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", `form-data; name="folder"; filename="myapp/../../etc/passwd"`)
+	w, _ := mw.CreatePart(h)
+	io.WriteString(w, "x")
+	mw.Close()
+	resp, err = client.Post(a.URL+"/builds", mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(page), "# keep me") || !strings.Contains(string(page), "leaves the context") {
+		t.Fatalf("hostile folder = %d:\n%s", resp.StatusCode, page)
 	}
 }
