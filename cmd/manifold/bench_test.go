@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,3 +74,128 @@ func BenchmarkExampleBuild(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkEventLatency measures, for 1 and for 100 watchers of one build, the
+// time from BuildKit's timestamp on a log line to the SSE event reaching a
+// client, and prints p50 and p95.
+func BenchmarkEventLatency(b *testing.B) {
+	a := startApp(b, "", "--buildkit", env.Addr())
+	for _, watchers := range []int{1, 100} {
+		var all []time.Duration
+		for range b.N {
+			all = append(all, eventLatencies(b, a, watchers)...)
+		}
+		slices.Sort(all)
+		p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
+		fmt.Printf("SSE latency, BuildKit log timestamp → event at client, %3d watcher(s), %5d events: p50 %6.1f ms  p95 %6.1f ms (target p95 < 50 ms)\n",
+			watchers, len(all), ms(p(0.5)), ms(p(0.95)))
+		b.ReportMetric(ms(p(0.95)), fmt.Sprintf("p95-ms/%dw", watchers))
+	}
+}
+
+func eventLatencies(b *testing.B, a *app, watchers int) []time.Duration {
+	id := a.startBuild(b, map[string]any{
+		"dockerfile": "FROM busybox:1\nRUN for i in $(seq 1 60); do echo line $i; sleep 0.02; done\n",
+		"platforms":  []string{"linux/amd64"}, "no_cache": true,
+	})
+	type result struct{ lat []time.Duration }
+	results := make(chan result, watchers)
+	connected := make(chan time.Time, watchers)
+	for range watchers {
+		go func() {
+			var r result
+			defer func() { results <- r }()
+			resp, err := http.Get(a.URL + "/api/v1/builds/" + id + "/events")
+			if err != nil {
+				connected <- time.Now()
+				return
+			}
+			defer resp.Body.Close()
+			since := time.Now()
+			connected <- since
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			event := ""
+			for sc.Scan() {
+				line := sc.Text()
+				switch {
+				case strings.HasPrefix(line, "event: "):
+					event = line[7:]
+					if event == "done" {
+						return
+					}
+				case strings.HasPrefix(line, "data: ") && event == "log":
+					now := time.Now()
+					var le builds.LogEvent
+					if json.Unmarshal([]byte(line[6:]), &le) == nil && le.Stream == 1 && le.At.After(since) {
+						r.lat = append(r.lat, now.Sub(le.At))
+					}
+				}
+			}
+		}()
+	}
+	for range watchers {
+		<-connected
+	}
+	var all []time.Duration
+	for range watchers {
+		all = append(all, (<-results).lat...)
+	}
+	if len(all) == 0 {
+		b.Fatal("no log events measured")
+	}
+	return all
+}
+
+// BenchmarkQueue submits 50 builds at once with a limit of 2 running, and
+// counts: finished, lost, and the most that ran at the same time.
+func BenchmarkQueue(b *testing.B) {
+	a := startApp(b, "", "--buildkit", env.Addr(), "--concurrency", "2")
+	const n = 50
+	for range b.N {
+		ids := make([]string, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ids[i] = a.startBuild(b, map[string]any{
+					"dockerfile": fmt.Sprintf("FROM busybox:1\nLABEL n=%d\nRUN echo %d > /n\n", i, i),
+					"platforms":  []string{"linux/amd64"},
+				})
+			}()
+		}
+		wg.Wait()
+		type edge struct {
+			at    time.Time
+			delta int
+		}
+		var edges []edge
+		counts := map[builds.Status]int{}
+		for _, id := range ids {
+			bd := a.waitEvery(b, id, 20*time.Millisecond)
+			counts[bd.Status]++
+			if bd.StartedAt != nil && bd.FinishedAt != nil {
+				edges = append(edges, edge{*bd.StartedAt, 1}, edge{*bd.FinishedAt, -1})
+			}
+		}
+		elapsed := time.Since(start)
+		slices.SortFunc(edges, func(x, y edge) int {
+			if c := x.at.Compare(y.at); c != 0 {
+				return c
+			}
+			return x.delta - y.delta // a finish before a start at the same instant
+		})
+		running, most := 0, 0
+		for _, e := range edges {
+			running += e.delta
+			most = max(most, running)
+		}
+		lost := n - counts[builds.StatusSucceeded] - counts[builds.StatusFailed] - counts[builds.StatusCanceled]
+		fmt.Printf("queue: %d builds submitted at once, limit 2: %d succeeded, %d failed, %d lost, at most %d running at once, all done in %.1f s\n",
+			n, counts[builds.StatusSucceeded], counts[builds.StatusFailed], lost, most, elapsed.Seconds())
+		b.ReportMetric(float64(most), "max-running")
+		b.ReportMetric(float64(lost), "lost")
+	}
+}
