@@ -9,16 +9,14 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // maxManifestSize bounds how much of an index or manifest blob is read into memory.
 const maxManifestSize = 4 << 20
 
-// OpenContentStore opens (creating if needed) the content-addressed blob store
-// at dir. containerd's local store writes each blob under a temporary name,
-// checks its digest and renames it into place, so a partial blob is never visible.
-func OpenContentStore(dir string) (content.Store, error) {
+func openLocalStore(dir string) (content.Store, error) {
 	s, err := local.NewStore(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open content store %s: %w", dir, err)
@@ -139,3 +137,5 @@ func readManifests(ctx context.Context, p content.Provider, desc ocispec.Descrip
 	}
 	return fmt.Errorf("unexpected media type %q for %s", desc.MediaType, desc.Digest)
 }
+
+func specsVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }

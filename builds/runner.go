@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/solver/errdefs"
 )
@@ -29,7 +28,7 @@ type Runner struct {
 	store   Store
 	hub     *Hub
 	node    *Node
-	content content.Store
+	content *ContentStore
 	workDir string
 	log     *slog.Logger
 	limit   int
@@ -47,7 +46,7 @@ type RunnerConfig struct {
 	Store   Store
 	Hub     *Hub
 	Node    *Node
-	Content content.Store
+	Content *ContentStore
 	WorkDir string // per-build scratch folders live here and are removed after each build
 	Log     *slog.Logger
 	Limit   int // builds running at once; 2 when zero

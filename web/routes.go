@@ -27,6 +27,8 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Post("/builds/{id}/rebuild", s.handle(h.RebuildBuild))
 		r.Get("/builds/{id}/log", s.handle(h.BuildLog))
 		r.Get("/builds/{id}/events", s.handle(h.BuildEvents))
+		r.Get("/builds/{id}/export", s.handle(h.Export))
+		r.Head("/builds/{id}/export", s.handle(h.Export))
 	})
 
 	r.Get("/", s.handle(h.NewBuildPage))
