@@ -218,7 +218,7 @@ func (a *Archive) WriteRange(ctx context.Context, w io.Writer, off, n int64) err
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := a.store.copyBlob(w, p.blob, from, cnt); err != nil {
+			if err := a.store.CopyBlob(w, p.blob, from, cnt); err != nil {
 				return err
 			}
 		}
@@ -253,8 +253,8 @@ func (s *ContentStore) blobPath(d digest.Digest) (string, error) {
 	return filepath.Join(s.root, "blobs", d.Algorithm().String(), d.Encoded()), nil
 }
 
-// copyBlob writes n bytes of a blob from offset off.
-func (s *ContentStore) copyBlob(w io.Writer, d digest.Digest, off, n int64) error {
+// CopyBlob writes n bytes of a blob from offset off.
+func (s *ContentStore) CopyBlob(w io.Writer, d digest.Digest, off, n int64) error {
 	p, err := s.blobPath(d)
 	if err != nil {
 		return err

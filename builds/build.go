@@ -47,7 +47,12 @@ type Build struct {
 	Manifests   []Manifest `json:"manifests"`
 	Steps       []Step     `json:"steps"`
 	Tags        []string   `json:"tags"`
-	Pushed      bool       `json:"pushed"`
+	// PushWanted is set when the build was asked to push its tags.
+	PushWanted bool `json:"push"`
+	// Pushed is set once every tag was pushed.
+	Pushed bool `json:"pushed"`
+	// Pushes records each push: at build time and later promotions.
+	Pushes []Push `json:"pushes"`
 
 	// Dockerfile is the inline Dockerfile text the build was started with.
 	Dockerfile string `json:"dockerfile"`
@@ -65,6 +70,15 @@ func (b *Build) Duration(now time.Time) time.Duration {
 		return b.FinishedAt.Sub(*b.StartedAt)
 	}
 	return now.Sub(*b.StartedAt)
+}
+
+// Push is one push of a build's image to a registry.
+type Push struct {
+	Target string    `json:"target"`
+	Digest string    `json:"digest"`
+	At     time.Time `json:"at"`
+	OK     bool      `json:"ok"`
+	Error  string    `json:"error,omitempty"`
 }
 
 // Manifest is one platform's image in a build's index.
@@ -110,6 +124,10 @@ type Request struct {
 	Dockerfile string   `json:"dockerfile"`
 	Platforms  []string `json:"platforms"`
 	Options
+	// Tags name the image ("registry/repo:tag"): the pull API serves it under
+	// them, downloads are named after the first, and Push sends it there.
+	Tags []string `json:"tags"`
+	Push bool     `json:"push"`
 	// Upload is a context archive already in the content store, if any.
 	Upload *Upload `json:"-"`
 }
@@ -148,4 +166,15 @@ type Store interface {
 	// Recover runs at start-up: builds left running become interrupted; it
 	// returns the ids of queued builds, oldest first, to run again.
 	Recover(ctx context.Context, at time.Time) ([]string, error)
+
+	// RecordPush appends a push to a build's history; pushed marks the build pushed.
+	RecordPush(ctx context.Context, id string, p Push, pushed bool) error
+	// TagBuild is the newest succeeded build carrying repo:tag, or "".
+	TagBuild(ctx context.Context, repo, tag string) (string, error)
+	// RepoKnown reports whether any build carries a tag in repo.
+	RepoKnown(ctx context.Context, repo string) (bool, error)
+	// RepoTags lists repo's tags of succeeded builds after last, in order.
+	RepoTags(ctx context.Context, repo, last string, n int) ([]string, error)
+	// SucceededIDs lists succeeded builds' ids after last, oldest first.
+	SucceededIDs(ctx context.Context, last string, n int) ([]string, error)
 }

@@ -130,6 +130,17 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	if len(plats) > 16 {
 		return nil, CodeErrorf(EInvalid, "invalid_platform", "%d platforms asked for; at most 16 fit in one build", len(plats))
 	}
+	tags, err := ParseTags(req.Tags)
+	if err != nil {
+		return nil, err
+	}
+	if req.Push && len(tags) == 0 {
+		return nil, CodeErrorf(EInvalid, "invalid_tag", "push needs at least one tag naming where to push, like registry.example.com/team/app:1.2")
+	}
+	tagNames := []string{}
+	for _, t := range tags {
+		tagNames = append(tagNames, t.Full)
+	}
 	nodes := s.Nodes(ctx)
 	var avail []string
 	reachable := false
@@ -172,7 +183,8 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		Ref:        id,
 		Manifests:  []Manifest{},
 		Steps:      []Step{},
-		Tags:       []string{},
+		Tags:       tagNames,
+		PushWanted: req.Push,
 	}
 	if err := s.store.CreateBuild(ctx, b); err != nil {
 		return nil, fmt.Errorf("record build: %w", err)
@@ -359,7 +371,7 @@ func (s *Service) DiscardUpload(u *Upload) {
 
 // Request returns the request that would build b again, with the same inputs.
 func (b *Build) Request() Request {
-	r := Request{Dockerfile: b.Dockerfile, Platforms: b.Platforms, Options: b.Options}
+	r := Request{Dockerfile: b.Dockerfile, Platforms: b.Platforms, Options: b.Options, Tags: b.Tags, Push: b.PushWanted}
 	if b.Context.Type == "upload" {
 		r.Upload = &Upload{Digest: b.Context.Digest, Size: b.Context.Size}
 	}

@@ -20,7 +20,7 @@ func NewBuilds(d *DB) *Builds { return &Builds{db: d} }
 
 var _ builds.Store = (*Builds)(nil)
 
-const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed`
+const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed, push_wanted`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -33,7 +33,7 @@ func scanBuild(row scanner) (*builds.Build, error) {
 		pushed              int
 	)
 	if err := row.Scan(&b.ID, &b.Status, &plats, &b.Dockerfile, &opts, &b.Ref, &create, &started, &finished,
-		&b.Error, &b.ErrorStep, &b.ErrorLine, &b.IndexDigest, &tags, &pushed); err != nil {
+		&b.Error, &b.ErrorStep, &b.ErrorLine, &b.IndexDigest, &tags, &pushed, &b.PushWanted); err != nil {
 		return nil, err
 	}
 	var err error
@@ -58,10 +58,11 @@ func scanBuild(row scanner) (*builds.Build, error) {
 	b.Pushed = pushed != 0
 	b.Manifests = []builds.Manifest{}
 	b.Steps = []builds.Step{}
+	b.Pushes = []builds.Push{}
 	return &b, nil
 }
 
-// CreateBuild inserts a new build.
+// CreateBuild inserts a new build and the tags it carries.
 func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
 	plats, _ := json.Marshal(b.Platforms)
 	tags, _ := json.Marshal(nonNil(b.Tags))
@@ -69,10 +70,29 @@ func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
 	if err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.ID, b.Status, string(plats), b.Dockerfile, string(opts), b.Ref, formatTime(b.CreatedAt), formatTimePtr(b.StartedAt),
-		formatTimePtr(b.FinishedAt), b.Error, b.ErrorStep, b.ErrorLine, b.IndexDigest, string(tags), b.Pushed)
+	refs, err := builds.ParseTags(b.Tags)
 	if err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: insert build: %w", err)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.Status, string(plats), b.Dockerfile, string(opts), b.Ref, formatTime(b.CreatedAt), formatTimePtr(b.StartedAt),
+		formatTimePtr(b.FinishedAt), b.Error, b.ErrorStep, b.ErrorLine, b.IndexDigest, string(tags), b.Pushed, b.PushWanted)
+	if err != nil {
+		return fmt.Errorf("db: insert build: %w", err)
+	}
+	for _, t := range refs {
+		for _, repo := range t.PullRepos() {
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO build_tags (build_id, repo, tag) VALUES (?, ?, ?)`, b.ID, repo, t.Tag); err != nil {
+				return fmt.Errorf("db: insert build tag: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
 	return nil
@@ -160,6 +180,28 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("db: read manifests: %w", err)
+	}
+
+	rows, err = s.db.QueryContext(ctx, `SELECT build_id, target, digest, at, ok, error FROM build_pushes WHERE build_id IN `+in+` ORDER BY build_id, seq`, args...)
+	if err != nil {
+		return fmt.Errorf("db: read pushes: %w", err)
+	}
+	for rows.Next() {
+		var id, at string
+		var p builds.Push
+		if err := rows.Scan(&id, &p.Target, &p.Digest, &at, &p.OK, &p.Error); err != nil {
+			rows.Close()
+			return fmt.Errorf("db: read pushes: %w", err)
+		}
+		if p.At, err = parseTime(at); err != nil {
+			rows.Close()
+			return err
+		}
+		byID[id].Pushes = append(byID[id].Pushes, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("db: read pushes: %w", err)
 	}
 
 	rows, err = s.db.QueryContext(ctx, `SELECT build_id, number, digest, name, platform, cached, started_at, finished_at, error
@@ -368,4 +410,77 @@ func (s *Builds) Recover(ctx context.Context, at time.Time) ([]string, error) {
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// RecordPush appends a push to a build's history; pushed tells whether every
+// tag the build asked for has now been pushed.
+func (s *Builds) RecordPush(ctx context.Context, id string, p builds.Push, pushed bool) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: record push of %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO build_pushes (build_id, seq, target, digest, at, ok, error)
+		VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_pushes WHERE build_id = ?), ?, ?, ?, ?, ?)`,
+		id, id, p.Target, p.Digest, formatTime(p.At), p.OK, p.Error); err != nil {
+		return fmt.Errorf("db: record push of %s: %w", id, err)
+	}
+	if pushed {
+		if _, err := tx.ExecContext(ctx, `UPDATE builds SET pushed = 1 WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("db: record push of %s: %w", id, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// TagBuild is the newest succeeded build carrying repo:tag, or "".
+func (s *Builds) TagBuild(ctx context.Context, repo, tag string) (string, error) {
+	var id string
+	err := s.db.QueryRowContext(ctx, `SELECT t.build_id FROM build_tags t JOIN builds b ON b.id = t.build_id
+		WHERE t.repo = ? AND t.tag = ? AND b.status = 'succeeded' ORDER BY t.build_id DESC LIMIT 1`, repo, tag).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("db: resolve %s:%s: %w", repo, tag, err)
+	}
+	return id, nil
+}
+
+// RepoKnown reports whether any build carries a tag in repo.
+func (s *Builds) RepoKnown(ctx context.Context, repo string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM build_tags WHERE repo = ? LIMIT 1)`, repo).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("db: look up repository %s: %w", repo, err)
+	}
+	return n > 0, nil
+}
+
+// RepoTags lists repo's tags of succeeded builds after last, in order.
+func (s *Builds) RepoTags(ctx context.Context, repo, last string, n int) ([]string, error) {
+	return s.strings(ctx, `SELECT DISTINCT t.tag FROM build_tags t JOIN builds b ON b.id = t.build_id
+		WHERE t.repo = ? AND t.tag > ? AND b.status = 'succeeded' ORDER BY t.tag LIMIT ?`, repo, last, n)
+}
+
+// SucceededIDs lists succeeded builds' ids after last, oldest first.
+func (s *Builds) SucceededIDs(ctx context.Context, last string, n int) ([]string, error) {
+	return s.strings(ctx, `SELECT id FROM builds WHERE status = 'succeeded' AND id > ? ORDER BY id LIMIT ?`, last, n)
+}
+
+func (s *Builds) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("db: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("db: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }

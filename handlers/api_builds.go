@@ -23,11 +23,8 @@ type buildJSON struct {
 }
 
 // createRequest is the body of POST /api/v1/builds (or its "options" part).
-// tags and push are decoded so they can be refused by name until pushing lands.
 type createRequest struct {
 	builds.Request
-	Tags []string `json:"tags"`
-	Push bool     `json:"push"`
 }
 
 // Health answers GET /healthz with every BuildKit node's state.
@@ -59,10 +56,6 @@ func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 		if err := decodeJSON(http.MaxBytesReader(w, r.Body, maxJSONBody), &req); err != nil {
 			return err
 		}
-	}
-	if len(req.Tags) > 0 || req.Push {
-		h.Builds.DiscardUpload(req.Upload)
-		return builds.CodeErrorf(builds.EInvalid, "unsupported_option", "tags and push are not supported yet; leave \"tags\" and \"push\" out")
 	}
 	b, err := h.Builds.Start(r.Context(), req.Request)
 	if err != nil {

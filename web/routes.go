@@ -31,6 +31,11 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Head("/builds/{id}/export", s.handle(h.Export))
 	})
 
+	// The read-only OCI distribution API: repositories may hold slashes, so
+	// the handler parses the rest of the path itself.
+	r.Handle("/v2", http.RedirectHandler("/v2/", http.StatusMovedPermanently))
+	r.Handle("/v2/*", s.handle(h.Registry))
+
 	r.Get("/", s.handle(h.NewBuildPage))
 	r.Post("/builds", s.handle(h.CreateBuildForm))
 	r.Get("/builds", s.handle(h.BuildsPage))

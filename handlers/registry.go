@@ -1,0 +1,112 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"manifold/builds"
+)
+
+// Registry answers the read-only OCI distribution API under /v2/: pulls of
+// manifests and blobs, tag lists, and the spec's error shape.
+func (h *Handlers) Registry(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return registryError(w, r, http.StatusMethodNotAllowed, "UNSUPPORTED", "this registry is read-only: Manifold serves pulls; push with a build's push or promote")
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/v2/")
+	if rest == "" {
+		w.Header().Set("Content-Type", "application/json")
+		_, err := io.WriteString(w, "{}")
+		return err
+	}
+	var err error
+	switch {
+	case strings.HasSuffix(rest, "/tags/list"):
+		err = h.registryTags(w, r, strings.TrimSuffix(rest, "/tags/list"))
+	case strings.Contains(rest, "/manifests/"):
+		i := strings.LastIndex(rest, "/manifests/")
+		err = h.registryManifest(w, r, rest[:i], rest[i+len("/manifests/"):])
+	case strings.Contains(rest, "/blobs/"):
+		i := strings.LastIndex(rest, "/blobs/")
+		err = h.registryBlob(w, r, rest[:i], rest[i+len("/blobs/"):])
+	default:
+		return registryError(w, r, http.StatusNotFound, "NAME_UNKNOWN", "nothing is served at "+r.URL.Path)
+	}
+	if err != nil {
+		status := map[builds.Kind]int{builds.EInvalid: 400, builds.ENotFound: 404}[builds.ErrorKind(err)]
+		if status == 0 {
+			return err // an internal error: the shared adapter logs it
+		}
+		return registryError(w, r, status, builds.ErrorCode(err), builds.ErrorMessage(err))
+	}
+	return nil
+}
+
+func registryError(w http.ResponseWriter, r *http.Request, status int, code, msg string) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	return json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{"code": code, "message": msg, "detail": nil}}})
+}
+
+func (h *Handlers) registryManifest(w http.ResponseWriter, r *http.Request, repo, ref string) error {
+	desc, body, err := h.Builds.ResolveManifest(r.Context(), repo, ref)
+	if err != nil {
+		return err
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", desc.MediaType)
+	hdr.Set("Docker-Content-Digest", desc.Digest.String())
+	hdr.Set("ETag", `"`+desc.Digest.String()+`"`)
+	hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	_, err = w.Write(body)
+	return err
+}
+
+func (h *Handlers) registryBlob(w http.ResponseWriter, r *http.Request, repo, ref string) error {
+	desc, err := h.Builds.StatBlob(r.Context(), repo, ref)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", desc.Digest.String())
+	store := h.Builds.Content()
+	return serveRanges(w, r, `"`+desc.Digest.String()+`"`, desc.Size, func(ctx context.Context, w io.Writer, off, n int64) error {
+		return store.CopyBlob(w, digest.Digest(desc.Digest), off, n)
+	})
+}
+
+func (h *Handlers) registryTags(w http.ResponseWriter, r *http.Request, repo string) error {
+	q := r.URL.Query()
+	n := 1000
+	if s := q.Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return builds.CodeErrorf(builds.EInvalid, "PAGINATION_NUMBER_INVALID", "n=%q is not a number", s)
+		}
+		n = min(v, 10000)
+	}
+	tags, err := h.Builds.RepoTags(r.Context(), repo, q.Get("last"), n)
+	if err != nil {
+		return err
+	}
+	if n > 0 && len(tags) == n {
+		w.Header().Set("Link", fmt.Sprintf(`</v2/%s/tags/list?n=%d&last=%s>; rel="next"`, repo, n, url.QueryEscape(tags[len(tags)-1])))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"name": repo, "tags": tags})
+}
