@@ -147,6 +147,8 @@ type Result struct {
 	ErrorLine   int
 	IndexDigest string
 	Manifests   []Manifest
+	// Pushes are the pushes made with the build.
+	Pushes []Push
 }
 
 // Store keeps builds. The db package implements it with SQLite.

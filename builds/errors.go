@@ -14,6 +14,7 @@ const (
 	ENotFound    Kind = "not_found"   // no such thing: 404
 	EConflict    Kind = "conflict"    // the thing is in the wrong state: 409
 	EUnavailable Kind = "unavailable" // a dependency (BuildKit) cannot be reached: 503
+	EUpstream    Kind = "upstream"    // another server (a registry) refused or failed: 502
 	EInternal    Kind = "internal"    // a bug or an unexpected failure: 500
 )
 

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/session"
 	"github.com/tonistiigi/fsutil"
 	"google.golang.org/grpc/status"
 )
@@ -140,6 +141,10 @@ type solveSpec struct {
 	// With neither, the context is empty.
 	ContextDir string
 	Git        *GitSource
+	// Push names the tags to push in the same Solve; Insecure allows plain HTTP for them.
+	Push     []string
+	Insecure bool
+	Session  []session.Attachable
 }
 
 // solve runs spec on the daemon, sending progress to ch (which Solve closes).
@@ -196,17 +201,27 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 	} else if spec.ContextDir != "" {
 		mounts["dockerfile"] = mounts["context"]
 	}
+	exports := []client.ExportEntry{{
+		Type:        client.ExporterOCI,
+		Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},
+		OutputStore: spec.Store,
+	}}
+	if len(spec.Push) > 0 {
+		// The same image attributes as the OCI export, so the pushed digests are the stored ones.
+		attrs := map[string]string{"name": strings.Join(spec.Push, ","), "push": "true", "oci-mediatypes": "true"}
+		if spec.Insecure {
+			attrs["registry.insecure"] = "true"
+		}
+		exports = append(exports, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs})
+	}
 	opt := client.SolveOpt{
 		Ref:            spec.Ref,
+		Session:        spec.Session,
 		Frontend:       "dockerfile.v0",
 		FrontendAttrs:  attrs,
 		FrontendInputs: inputs,
 		LocalMounts:    mounts,
-		Exports: []client.ExportEntry{{
-			Type:        client.ExporterOCI,
-			Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},
-			OutputStore: spec.Store,
-		}},
+		Exports:        exports,
 	}
 	return c.Solve(ctx, nil, opt, ch)
 }

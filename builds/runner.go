@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/solver/errdefs"
 )
 
@@ -33,6 +34,7 @@ type Runner struct {
 	log     *slog.Logger
 	limit   int
 	limits  ContextLimits
+	regs    *Registries
 
 	mu      sync.Mutex
 	queue   []string
@@ -52,6 +54,8 @@ type RunnerConfig struct {
 	Limit   int // builds running at once; 2 when zero
 	// Context bounds uploaded contexts.
 	Context ContextLimits
+	// Registries holds the credentials handed to BuildKit; nil for none.
+	Registries *Registries
 }
 
 // NewRunner returns a Runner; call Start to begin taking builds.
@@ -67,7 +71,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(),
+		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries,
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -193,6 +197,15 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	// The app context may be over: finishing must still be recorded.
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(appCtx), 10*time.Second)
 	defer fcancel()
+	for i, p := range res.Pushes {
+		allOK := true
+		for _, q := range res.Pushes {
+			allOK = allOK && q.OK
+		}
+		if err := r.store.RecordPush(fctx, id, p, allOK && i == len(res.Pushes)-1); err != nil {
+			log.Error("record push", "err", err)
+		}
+	}
 	events, err = r.store.FinishBuild(fctx, id, time.Now().UTC(), res)
 	if err != nil {
 		log.Error("finish build", "err", err)
@@ -239,12 +252,37 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 		}
 	}
 
-	ch := make(chan *client.SolveStatus)
+	if r.regs != nil {
+		spec.Session = []session.Attachable{r.regs.authProvider()}
+	}
+	if b.PushWanted {
+		spec.Push = b.Tags
+		for _, t := range b.Tags {
+			if tr, err := ParseTags([]string{t}); err == nil && r.regs != nil && r.regs.Insecure(ctx, tr[0].Host()) {
+				spec.Insecure = true
+			}
+		}
+	}
 	rec := newRecorder(r.store, r.hub, b.ID, log)
-	recDone := make(chan struct{})
-	go func() { defer close(recDone); rec.run(ch) }()
-	resp, err := r.node.solve(ctx, spec, ch)
-	<-recDone
+	solve := func() (*client.SolveResponse, error) {
+		ch := make(chan *client.SolveStatus)
+		recDone := make(chan struct{})
+		go func() { defer close(recDone); rec.run(ch) }()
+		resp, err := r.node.solve(ctx, spec, ch)
+		<-recDone
+		return resp, err
+	}
+	resp, err := solve()
+	pushErr := ""
+	if err != nil && len(spec.Push) > 0 && ctx.Err() == nil && isPushError(err, rec) {
+		// The image was built but the registry refused it: keep the result
+		// (the second solve is all cache hits) and record why the push failed.
+		pushErr = strings.TrimPrefix(grpcMessage(err), "failed to solve: ")
+		log.Warn("push failed; exporting the result without it", "err", pushErr)
+		spec.Push = nil
+		spec.Ref = b.Ref + "-nopush" // BuildKit keeps one history record per ref
+		resp, err = solve()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail("%s", context.Cause(ctx))
@@ -259,7 +297,29 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 	if err != nil {
 		return fail("read the image index %s: %v", root.Digest, err)
 	}
-	return Result{Status: StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests}
+	res := Result{Status: StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests}
+	if b.PushWanted {
+		for _, t := range b.Tags {
+			p := Push{Target: t, Digest: root.Digest.String(), At: time.Now().UTC(), OK: pushErr == "", Error: pushErr}
+			res.Pushes = append(res.Pushes, p)
+		}
+	}
+	return res
+}
+
+// isPushError tells a failed push from a failed build: BuildKit names the
+// push in its error, or the failing step is the image export.
+func isPushError(err error, rec *recorder) bool {
+	msg := strings.ToLower(grpcMessage(err))
+	if strings.Contains(msg, "failed to push") || strings.Contains(msg, "pushing") {
+		return true
+	}
+	for _, s := range rec.steps {
+		if s.Error != "" && (strings.HasPrefix(s.Name, "exporting to image") || strings.HasPrefix(s.Name, "pushing")) {
+			return true
+		}
+	}
+	return false
 }
 
 // failure turns a Solve error into a result whose message names the failing

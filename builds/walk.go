@@ -14,8 +14,10 @@ const (
 	mediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
 )
 
-func isIndex(mt string) bool    { return mt == ocispec.MediaTypeImageIndex || mt == mediaDockerList }
-func isManifest(mt string) bool { return mt == ocispec.MediaTypeImageManifest || mt == mediaDockerManifest }
+func isIndex(mt string) bool { return mt == ocispec.MediaTypeImageIndex || mt == mediaDockerList }
+func isManifest(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == mediaDockerManifest
+}
 
 // Reachable lists every blob reachable from root (root first, each once):
 // indexes, their manifests (attestations included), configs and layers.

@@ -29,6 +29,10 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/builds/{id}/events", s.handle(h.BuildEvents))
 		r.Get("/builds/{id}/export", s.handle(h.Export))
 		r.Head("/builds/{id}/export", s.handle(h.Export))
+		r.Post("/builds/{id}/push", s.handle(h.PushBuild))
+		r.Get("/registries", s.handle(h.ListRegistries))
+		r.Put("/registries/{host}", s.handle(h.PutRegistry))
+		r.Delete("/registries/{host}", s.handle(h.DeleteRegistry))
 	})
 
 	// The read-only OCI distribution API: repositories may hold slashes, so

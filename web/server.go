@@ -73,6 +73,7 @@ var statusOf = map[builds.Kind]int{
 	builds.ENotFound:    http.StatusNotFound,
 	builds.EConflict:    http.StatusConflict,
 	builds.EUnavailable: http.StatusServiceUnavailable,
+	builds.EUpstream:    http.StatusBadGateway,
 	builds.EInternal:    http.StatusInternalServerError,
 }
 

@@ -106,37 +106,68 @@ func FreePort() (string, error) {
 }
 
 func (e *Env) startRegistry() error {
+	r, err := StartRegistry(e.Bin, filepath.Join(e.Dir, "registry"), "")
+	if err != nil {
+		return err
+	}
+	e.registry, e.Registry = r.cmd, r.Addr
+	return nil
+}
+
+// Registry is a distribution registry process on a free loopback port.
+type Registry struct {
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// StartRegistry runs bin/registry with its storage in dir; with htpasswd (a
+// file in htpasswd format) it asks for basic auth.
+func StartRegistry(bin, dir, htpasswd string) (*Registry, error) {
 	addr, err := FreePort()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: manifold-test\n",
-		filepath.Join(e.Dir, "registry"), addr)
-	cfgPath := filepath.Join(e.Dir, "registry.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return err
+		filepath.Join(dir, "data"), addr)
+	if htpasswd != "" {
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: manifold-test\n    path: %s\n", htpasswd)
 	}
-	cmd := exec.Command(filepath.Join(e.Bin, "registry"), "serve", cfgPath)
-	logf, err := os.Create(filepath.Join(e.Dir, "registry.log"))
+	cfgPath := filepath.Join(dir, "registry.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(bin, "registry"), "serve", cfgPath)
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start registry: %w", err)
+		return nil, fmt.Errorf("start registry: %w", err)
 	}
-	e.registry = cmd
-	e.Registry = addr
+	r := &Registry{Addr: addr, cmd: cmd}
 	for range 100 {
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			return nil
+			return r, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("registry on %s did not answer", addr)
+	r.Close()
+	return nil, fmt.Errorf("registry on %s did not answer", addr)
+}
+
+// Close stops the registry.
+func (r *Registry) Close() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	}
 }
 
 // Seed copies an OCI layout reference (path:tag) into the registry as repo:tag, all platforms.

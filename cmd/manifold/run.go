@@ -34,6 +34,7 @@ type config struct {
 	Concurrency int
 	LogLevel    string
 	Context     builds.ContextLimits
+	KeyFile     string
 }
 
 // run is the whole program; main only calls it.
@@ -126,6 +127,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.Int64Var(&cfg.Context.MaxBytes, "context-max-bytes", maxBytes, "largest uploaded context, packed and unpacked, in bytes (MANIFOLD_CONTEXT_MAX_BYTES)")
 	var files int64
 	fs.Int64Var(&files, "context-max-files", maxFiles, "most entries in an uploaded context (MANIFOLD_CONTEXT_MAX_FILES)")
+	fs.StringVar(&cfg.KeyFile, "key-file", env("MANIFOLD_KEY_FILE", ""), "key that seals registry credentials; created with mode 0600 on first start (default <data>/secret.key) (MANIFOLD_KEY_FILE)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("MANIFOLD_LOG_LEVEL", "info"), "debug, info, warn or error (MANIFOLD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -228,8 +230,21 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	defer node.Close()
 
+	keyFile := cfg.KeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(data, "secret.key")
+	}
+	key, err := builds.LoadKey(keyFile)
+	if err != nil {
+		return err
+	}
+	regs, err := builds.NewRegistries(db.NewCredentials(database), key)
+	if err != nil {
+		return err
+	}
 	runner := builds.NewRunner(builds.RunnerConfig{
-		Store: db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
+		Registries: regs,
+		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
 	if err := svc.Recover(ctx); err != nil {
