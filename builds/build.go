@@ -53,6 +53,8 @@ type Build struct {
 	Pushed bool `json:"pushed"`
 	// Pushes records each push: at build time and later promotions.
 	Pushes []Push `json:"pushes"`
+	// Pinned builds are never removed by retention or garbage collection.
+	Pinned bool `json:"pinned"`
 
 	// Dockerfile is the inline Dockerfile text the build was started with.
 	Dockerfile string `json:"dockerfile"`
@@ -79,6 +81,15 @@ type Push struct {
 	At     time.Time `json:"at"`
 	OK     bool      `json:"ok"`
 	Error  string    `json:"error,omitempty"`
+}
+
+// BuildRoot is what one build references in the content store.
+type BuildRoot struct {
+	ID            string
+	Status        Status
+	Pinned        bool
+	IndexDigest   string
+	ContextDigest string
 }
 
 // Manifest is one platform's image in a build's index.
@@ -171,6 +182,16 @@ type Store interface {
 
 	// RecordPush appends a push to a build's history; pushed marks the build pushed.
 	RecordPush(ctx context.Context, id string, p Push, pushed bool) error
+	// BuildRoots lists every kept build with what it references in the store.
+	BuildRoots(ctx context.Context) ([]BuildRoot, error)
+	SetPinned(ctx context.Context, id string, pinned bool) error
+	// DeleteBuild removes a finished build; a queued or running one is refused.
+	DeleteBuild(ctx context.Context, id string) error
+	// RetentionCandidates lists unpinned finished builds older than cutoff or
+	// beyond the newest perTag of every tag they carry.
+	RetentionCandidates(ctx context.Context, cutoff time.Time, perTag int) ([]string, error)
+	ArchiveSums(ctx context.Context, id string) (map[string]ArchiveSum, error)
+	SaveArchiveSum(ctx context.Context, id string, a ArchiveSum) error
 	// TagBuild is the newest succeeded build carrying repo:tag, or "".
 	TagBuild(ctx context.Context, repo, tag string) (string, error)
 	// RepoKnown reports whether any build carries a tag in repo.

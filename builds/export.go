@@ -127,3 +127,96 @@ func (a *Archive) Sum(ctx context.Context) (string, error) {
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// ArchiveSum is one download of a build: what it is, its size and sha256
+// (empty until computed).
+type ArchiveSum struct {
+	Format   string `json:"format"`
+	Platform string `json:"platform"` // "" for the whole index
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+	URL      string `json:"url"`
+}
+
+// Downloads lists a succeeded build's downloads with their sizes, and the
+// sha256 of each that was computed; the missing ones are computed in the
+// background, one build at a time.
+func (s *Service) Downloads(ctx context.Context, id string) ([]ArchiveSum, error) {
+	b, err := s.Get(ctx, id)
+	if err != nil || b.Status != StatusSucceeded {
+		return nil, err
+	}
+	sums, err := s.store.ArchiveSums(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []ArchiveSum
+	var missing []ArchiveSum
+	add := func(format, platform string) {
+		a, ok := sums[format+"/"+platform]
+		if !ok {
+			arch, err := s.Export(ctx, id, format, platform)
+			if err != nil {
+				return
+			}
+			a = ArchiveSum{Format: format, Platform: platform, Size: arch.Size}
+			missing = append(missing, a)
+		}
+		a.URL = "/api/v1/builds/" + id + "/export?format=" + format
+		if platform != "" {
+			a.URL += "&platform=" + platform
+		}
+		out = append(out, a)
+	}
+	add(FormatOCI, "")
+	for _, m := range b.Manifests {
+		add(FormatOCI, m.Platform)
+	}
+	for _, m := range b.Manifests {
+		add(FormatDocker, m.Platform)
+	}
+	if len(missing) > 0 {
+		s.sumArchives(id, missing)
+	}
+	return out, nil
+}
+
+// sumArchives computes checksums in the background; a build already being
+// summed is skipped.
+func (s *Service) sumArchives(id string, missing []ArchiveSum) {
+	s.summing.Lock()
+	if s.summingIDs == nil {
+		s.summingIDs = map[string]bool{}
+	}
+	if s.summingIDs[id] {
+		s.summing.Unlock()
+		return
+	}
+	s.summingIDs[id] = true
+	s.summing.Unlock()
+	go func() {
+		defer func() {
+			s.summing.Lock()
+			delete(s.summingIDs, id)
+			s.summing.Unlock()
+		}()
+		s.sumSlots <- struct{}{}
+		defer func() { <-s.sumSlots }()
+		ctx := context.Background()
+		for _, a := range missing {
+			arch, err := s.Export(ctx, id, a.Format, a.Platform)
+			if err != nil {
+				return
+			}
+			sum, err := arch.Sum(ctx)
+			if err != nil {
+				s.log.Warn("checksum a download", "build_id", id, "err", err)
+				return
+			}
+			a.SHA256, a.Size = sum, arch.Size
+			if err := s.store.SaveArchiveSum(ctx, id, a); err != nil {
+				s.log.Warn("save a download's checksum", "build_id", id, "err", err)
+			}
+		}
+	}()
+}

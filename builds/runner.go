@@ -41,6 +41,9 @@ type Runner struct {
 	running map[string]context.CancelCauseFunc
 	wake    chan struct{}
 	wg      sync.WaitGroup
+	// gcMu: a solve, until its result is recorded, holds it for reading;
+	// garbage collection takes it for writing.
+	gcMu sync.RWMutex
 }
 
 // RunnerConfig wires a Runner.
@@ -185,6 +188,8 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	}
 	r.hub.Publish(id, events)
 	log.Info("build started", "platforms", strings.Join(b.Platforms, ","))
+	r.gcMu.RLock()
+	defer r.gcMu.RUnlock()
 	res := r.solve(ctx, b, log)
 	if cause := context.Cause(ctx); cause != nil && res.Status != StatusSucceeded {
 		switch {

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -25,6 +26,11 @@ type Service struct {
 	hub    *Hub
 	node   *Node
 	log    *slog.Logger
+	reach  reachCache
+
+	summing    sync.Mutex
+	summingIDs map[string]bool
+	sumSlots   chan struct{} // one checksum computation at a time
 }
 
 // NewService wires a Service over the runner's store, hub and node.
@@ -32,7 +38,7 @@ func NewService(runner *Runner, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log}
+	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log, sumSlots: make(chan struct{}, 1)}
 }
 
 // Recover runs once at start-up, before the runner starts: builds a previous

@@ -20,7 +20,7 @@ func NewBuilds(d *DB) *Builds { return &Builds{db: d} }
 
 var _ builds.Store = (*Builds)(nil)
 
-const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed, push_wanted`
+const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed, push_wanted, pinned`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -33,7 +33,7 @@ func scanBuild(row scanner) (*builds.Build, error) {
 		pushed              int
 	)
 	if err := row.Scan(&b.ID, &b.Status, &plats, &b.Dockerfile, &opts, &b.Ref, &create, &started, &finished,
-		&b.Error, &b.ErrorStep, &b.ErrorLine, &b.IndexDigest, &tags, &pushed, &b.PushWanted); err != nil {
+		&b.Error, &b.ErrorStep, &b.ErrorLine, &b.IndexDigest, &tags, &pushed, &b.PushWanted, &b.Pinned); err != nil {
 		return nil, err
 	}
 	var err error
@@ -79,9 +79,9 @@ func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
 	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.Status, string(plats), b.Dockerfile, string(opts), b.Ref, formatTime(b.CreatedAt), formatTimePtr(b.StartedAt),
-		formatTimePtr(b.FinishedAt), b.Error, b.ErrorStep, b.ErrorLine, b.IndexDigest, string(tags), b.Pushed, b.PushWanted)
+		formatTimePtr(b.FinishedAt), b.Error, b.ErrorStep, b.ErrorLine, b.IndexDigest, string(tags), b.Pushed, b.PushWanted, b.Pinned)
 	if err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
@@ -483,4 +483,108 @@ func (s *Builds) strings(ctx context.Context, query string, args ...any) ([]stri
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// BuildRoots lists every kept build with what it references in the store.
+func (s *Builds) BuildRoots(ctx context.Context) ([]builds.BuildRoot, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, status, pinned, index_digest,
+		COALESCE(CASE WHEN json_extract(options, '$.context.type') = 'upload' THEN json_extract(options, '$.context.digest') END, '')
+		FROM builds ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("db: list build roots: %w", err)
+	}
+	defer rows.Close()
+	var out []builds.BuildRoot
+	for rows.Next() {
+		var r builds.BuildRoot
+		if err := rows.Scan(&r.ID, &r.Status, &r.Pinned, &r.IndexDigest, &r.ContextDigest); err != nil {
+			return nil, fmt.Errorf("db: list build roots: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SetPinned pins or unpins a build.
+func (s *Builds) SetPinned(ctx context.Context, id string, pinned bool) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE builds SET pinned = ? WHERE id = ?`, pinned, id)
+	if err != nil {
+		return fmt.Errorf("db: pin %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return builds.CodeErrorf(builds.ENotFound, "build_not_found", "no build has the id %q", id)
+	}
+	return nil
+}
+
+// DeleteBuild removes a finished build and everything recorded with it.
+func (s *Builds) DeleteBuild(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM builds WHERE id = ? AND status NOT IN ('queued', 'running')`, id)
+	if err != nil {
+		return fmt.Errorf("db: delete build %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return builds.CodeErrorf(builds.EConflict, "build_active", "build %q does not exist or is still queued or running", id)
+	}
+	return nil
+}
+
+// RetentionCandidates lists finished, unpinned builds that retention removes:
+// created before cutoff (when cutoff is set), or past the newest perTag
+// succeeded builds of every tag they carry (when perTag > 0).
+func (s *Builds) RetentionCandidates(ctx context.Context, cutoff time.Time, perTag int) ([]string, error) {
+	var out []string
+	if !cutoff.IsZero() {
+		old, err := s.strings(ctx, `SELECT id FROM builds WHERE created_at < ? AND pinned = 0 AND status NOT IN ('queued', 'running') ORDER BY id`, formatTime(cutoff))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, old...)
+	}
+	if perTag > 0 {
+		// A build goes when, for every tag it carries, newer succeeded builds
+		// with that tag already fill the quota.
+		beyond, err := s.strings(ctx, `
+			WITH ranked AS (
+				SELECT t.build_id, ROW_NUMBER() OVER (PARTITION BY t.repo, t.tag ORDER BY t.build_id DESC) AS n
+				FROM build_tags t JOIN builds b ON b.id = t.build_id WHERE b.status = 'succeeded')
+			SELECT b.id FROM builds b
+			WHERE b.pinned = 0 AND b.status = 'succeeded'
+			  AND EXISTS (SELECT 1 FROM ranked r WHERE r.build_id = b.id)
+			  AND NOT EXISTS (SELECT 1 FROM ranked r WHERE r.build_id = b.id AND r.n <= ?)
+			ORDER BY b.id`, perTag)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, beyond...)
+	}
+	return out, nil
+}
+
+// ArchiveSums returns the stored checksums of a build's downloads, keyed "format/platform".
+func (s *Builds) ArchiveSums(ctx context.Context, id string) (map[string]builds.ArchiveSum, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT format, platform, size, sha256 FROM build_archives WHERE build_id = ?`, id)
+	if err != nil {
+		return nil, fmt.Errorf("db: read archive sums of %s: %w", id, err)
+	}
+	defer rows.Close()
+	out := map[string]builds.ArchiveSum{}
+	for rows.Next() {
+		var a builds.ArchiveSum
+		if err := rows.Scan(&a.Format, &a.Platform, &a.Size, &a.SHA256); err != nil {
+			return nil, fmt.Errorf("db: read archive sums of %s: %w", id, err)
+		}
+		out[a.Format+"/"+a.Platform] = a
+	}
+	return out, rows.Err()
+}
+
+// SaveArchiveSum records one download's checksum.
+func (s *Builds) SaveArchiveSum(ctx context.Context, id string, a builds.ArchiveSum) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO build_archives (build_id, format, platform, size, sha256) VALUES (?, ?, ?, ?, ?)`,
+		id, a.Format, a.Platform, a.Size, a.SHA256)
+	if err != nil {
+		return fmt.Errorf("db: save archive sum of %s: %w", id, err)
+	}
+	return nil
 }

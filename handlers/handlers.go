@@ -15,6 +15,8 @@ import (
 type Handlers struct {
 	Builds *builds.Service
 	Log    *slog.Logger
+	// Retention is applied by POST /api/v1/gc, as by the periodic collection.
+	Retention builds.Retention
 }
 
 // Func is a handler that returns its error instead of writing it.

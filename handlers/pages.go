@@ -342,6 +342,11 @@ func (h *Handlers) BuildPage(w http.ResponseWriter, r *http.Request) error {
 	if b.ErrorLine > 0 && b.Dockerfile != "" {
 		v.DockerfileLines = dockerfileExcerpt(b.Dockerfile, b.ErrorLine)
 	}
+	if b.Status == builds.StatusSucceeded {
+		if v.Downloads, err = h.Builds.Downloads(r.Context(), b.ID); err != nil {
+			return err
+		}
+	}
 	return render(w, r, http.StatusOK, templates.BuildPage(v))
 }
 

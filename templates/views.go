@@ -62,6 +62,42 @@ type BuildView struct {
 	// FailedOutput is the last lines the failing step printed.
 	FailedOutput []string
 	Warnings     []builds.WarningEvent
+	// Downloads are the archives a succeeded build offers.
+	Downloads []builds.ArchiveSum
+}
+
+// StorageView is the disk-use page.
+type StorageView struct {
+	Usage builds.Usage
+}
+
+// DownloadLabel names a download for people.
+func DownloadLabel(a builds.ArchiveSum) string {
+	what := "OCI archive, every platform"
+	if a.Platform != "" {
+		what = "OCI archive, " + a.Platform
+	}
+	if a.Format == builds.FormatDocker {
+		what = "docker load tarball, " + a.Platform
+	}
+	return what
+}
+
+// BarWidth scales n of max into a bar of at most width pixels.
+func BarWidth(n, max int64, width int) string {
+	if max <= 0 || n <= 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%.1f", float64(n)*float64(width)/float64(max))
+}
+
+// MaxBuildBytes is the largest build total, the scale of the storage bars.
+func MaxBuildBytes(u builds.Usage) int64 {
+	var m int64
+	for _, b := range u.Builds {
+		m = max(m, b.TotalBytes)
+	}
+	return m
 }
 
 // DockerfileLine is one numbered line of a Dockerfile.

@@ -30,6 +30,11 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/builds/{id}/export", s.handle(h.Export))
 		r.Head("/builds/{id}/export", s.handle(h.Export))
 		r.Post("/builds/{id}/push", s.handle(h.PushBuild))
+		r.Post("/builds/{id}/pin", s.handle(h.PinBuild))
+		r.Delete("/builds/{id}/pin", s.handle(h.PinBuild))
+		r.Delete("/builds/{id}", s.handle(h.DeleteBuild))
+		r.Post("/gc", s.handle(h.CollectGarbage))
+		r.Get("/storage", s.handle(h.Storage))
 		r.Get("/registries", s.handle(h.ListRegistries))
 		r.Put("/registries/{host}", s.handle(h.PutRegistry))
 		r.Delete("/registries/{host}", s.handle(h.DeleteRegistry))
@@ -46,5 +51,8 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r.Get("/builds/{id}", s.handle(h.BuildPage))
 	r.Post("/builds/{id}/cancel", s.handle(h.CancelBuildForm))
 	r.Post("/builds/{id}/rebuild", s.handle(h.RebuildForm))
+	r.Post("/builds/{id}/pin", s.handle(h.PinForm))
+	r.Post("/builds/{id}/push", s.handle(h.PushForm))
+	r.Get("/storage", s.handle(h.StoragePage))
 	return r
 }

@@ -200,7 +200,7 @@ func (a *app) waitEvery(t testing.TB, id string, every time.Duration) *builds.Bu
 	}
 }
 
-func (a *app) store(t *testing.T) content.Store {
+func (a *app) store(t *testing.T) *builds.ContentStore {
 	t.Helper()
 	s, err := builds.OpenContentStore(filepath.Join(a.Data, "content"))
 	if err != nil {

@@ -35,6 +35,8 @@ type config struct {
 	LogLevel    string
 	Context     builds.ContextLimits
 	KeyFile     string
+	Retention   builds.Retention
+	GCInterval  time.Duration
 }
 
 // run is the whole program; main only calls it.
@@ -128,6 +130,27 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	var files int64
 	fs.Int64Var(&files, "context-max-files", maxFiles, "most entries in an uploaded context (MANIFOLD_CONTEXT_MAX_FILES)")
 	fs.StringVar(&cfg.KeyFile, "key-file", env("MANIFOLD_KEY_FILE", ""), "key that seals registry credentials; created with mode 0600 on first start (default <data>/secret.key) (MANIFOLD_KEY_FILE)")
+	days, err := intEnv("MANIFOLD_RETAIN_DAYS", 0)
+	if err != nil {
+		return cfg, err
+	}
+	perTag, err := intEnv("MANIFOLD_RETAIN_PER_TAG", 0)
+	if err != nil {
+		return cfg, err
+	}
+	var retainDays, retainPerTag int64
+	fs.Int64Var(&retainDays, "retain-days", days, "remove unpinned builds older than this many days; 0 keeps them (MANIFOLD_RETAIN_DAYS)")
+	fs.Int64Var(&retainPerTag, "retain-per-tag", perTag, "keep only the newest N succeeded builds of each tag; 0 keeps all (MANIFOLD_RETAIN_PER_TAG)")
+	gcEvery, err := time.ParseDuration(env("MANIFOLD_GC_INTERVAL", "1h"))
+	if err != nil {
+		return cfg, fmt.Errorf("MANIFOLD_GC_INTERVAL: %v", err)
+	}
+	minAge, err := time.ParseDuration(env("MANIFOLD_GC_MIN_AGE", "15m"))
+	if err != nil {
+		return cfg, fmt.Errorf("MANIFOLD_GC_MIN_AGE: %v", err)
+	}
+	fs.DurationVar(&cfg.Retention.MinBlobAge, "gc-min-age", minAge, "blobs younger than this survive garbage collection (uploads not yet attached, exports in flight) (MANIFOLD_GC_MIN_AGE)")
+	fs.DurationVar(&cfg.GCInterval, "gc-interval", gcEvery, "how often retention and garbage collection run; 0 turns the timer off (MANIFOLD_GC_INTERVAL)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("MANIFOLD_LOG_LEVEL", "info"), "debug, info, warn or error (MANIFOLD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -139,6 +162,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return cfg, fmt.Errorf("--context-max-bytes and --context-max-files must be positive (files at most 10,000,000)")
 	}
 	cfg.Context.MaxFiles = int(files)
+	if retainDays < 0 || retainPerTag < 0 || cfg.GCInterval < 0 {
+		return cfg, fmt.Errorf("--retain-days, --retain-per-tag and --gc-interval cannot be negative")
+	}
+	cfg.Retention.MaxAge, cfg.Retention.PerTag = time.Duration(retainDays)*24*time.Hour, int(retainPerTag)
 	// Checked before anything listens or starts.
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, fmt.Errorf("--addr %q is not host:port: %v", cfg.Addr, err)
@@ -259,7 +286,23 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", data, "buildkit", node.Addr, "version", versionString())
-	srv := web.NewServer(&handlers.Handlers{Builds: svc, Log: log}, log)
+	if cfg.GCInterval > 0 {
+		go func() {
+			t := time.NewTicker(cfg.GCInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-t.C:
+					if _, err := svc.CollectGarbage(runCtx, cfg.Retention); err != nil && runCtx.Err() == nil {
+						log.Error("garbage collection", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	srv := web.NewServer(&handlers.Handlers{Builds: svc, Log: log, Retention: cfg.Retention}, log)
 	return srv.Serve(ctx, l)
 }
 

@@ -1,0 +1,266 @@
+package builds
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// gcGrace protects fresh blobs: an upload not yet attached to a build, or a
+// result BuildKit is still exporting, is younger than this.
+const gcGrace = 15 * time.Minute
+
+// Retention says which finished builds Manifold removes on its own. Pinned
+// builds are always kept.
+type Retention struct {
+	MaxAge time.Duration // 0 keeps builds forever
+	PerTag int           // 0 keeps every build of a tag
+	// MinBlobAge keeps younger blobs whatever references them: an upload not
+	// yet attached to its build, an export in flight. 15 minutes when zero.
+	MinBlobAge time.Duration
+}
+
+// GCReport says what a collection removed and kept.
+type GCReport struct {
+	RemovedBuilds  []string `json:"removed_builds"`
+	RemovedBlobs   int      `json:"removed_blobs"`
+	FreedBytes     int64    `json:"freed_bytes"`
+	KeptBlobs      int      `json:"kept_blobs"`
+	KeptBytes      int64    `json:"kept_bytes"`
+	AbortedIngests int      `json:"aborted_ingests"`
+	DurationMS     int64    `json:"duration_ms"`
+}
+
+// reachCache remembers each image's blobs: content-addressed, so never stale.
+type reachCache struct {
+	mu sync.Mutex
+	m  map[string][]ocispec.Descriptor
+}
+
+func (c *reachCache) get(ctx context.Context, s *ContentStore, index string) ([]ocispec.Descriptor, error) {
+	c.mu.Lock()
+	descs, ok := c.m[index]
+	c.mu.Unlock()
+	if ok {
+		return descs, nil
+	}
+	d, err := digest.Parse(index)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	descs, err = Reachable(ctx, s, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string][]ocispec.Descriptor{}
+	}
+	c.m[index] = descs
+	c.mu.Unlock()
+	return descs, nil
+}
+
+// CollectGarbage applies the retention policy, then removes every blob that
+// no kept build reaches (older than a grace period), and abandoned uploads.
+// Running solves hold the runner's read lock; collection waits for them.
+func (s *Service) CollectGarbage(ctx context.Context, ret Retention) (GCReport, error) {
+	start := time.Now()
+	rep := GCReport{RemovedBuilds: []string{}}
+	var cutoff time.Time
+	if ret.MaxAge > 0 {
+		cutoff = time.Now().Add(-ret.MaxAge)
+	}
+	if !cutoff.IsZero() || ret.PerTag > 0 {
+		ids, err := s.store.RetentionCandidates(ctx, cutoff, ret.PerTag)
+		if err != nil {
+			return rep, err
+		}
+		for _, id := range ids {
+			if err := s.store.DeleteBuild(ctx, id); err != nil {
+				continue // it started running again, or is gone already
+			}
+			rep.RemovedBuilds = append(rep.RemovedBuilds, id)
+		}
+	}
+
+	s.runner.gcMu.Lock()
+	defer s.runner.gcMu.Unlock()
+	roots, err := s.store.BuildRoots(ctx)
+	if err != nil {
+		return rep, err
+	}
+	marked := map[digest.Digest]bool{}
+	store := s.runner.content
+	for _, r := range roots {
+		if r.ContextDigest != "" {
+			marked[digest.Digest(r.ContextDigest)] = true
+		}
+		if r.IndexDigest == "" {
+			continue
+		}
+		descs, err := s.reach.get(ctx, store, r.IndexDigest)
+		if err != nil {
+			// What cannot be read cannot be followed; keep what is named.
+			s.log.Warn("gc: cannot walk a build's image", "build_id", r.ID, "err", err)
+			marked[digest.Digest(r.IndexDigest)] = true
+			continue
+		}
+		for _, d := range descs {
+			marked[d.Digest] = true
+		}
+	}
+	grace := ret.MinBlobAge
+	if grace <= 0 {
+		grace = gcGrace
+	}
+	fresh := time.Now().Add(-grace)
+	var doomed []content.Info
+	err = store.Walk(ctx, func(info content.Info) error {
+		if marked[info.Digest] || info.CreatedAt.After(fresh) || info.UpdatedAt.After(fresh) {
+			rep.KeptBlobs++
+			rep.KeptBytes += info.Size
+			return nil
+		}
+		doomed = append(doomed, info)
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	for _, info := range doomed {
+		if err := store.Delete(ctx, info.Digest); err != nil {
+			s.log.Warn("gc: delete blob", "digest", info.Digest, "err", err)
+			continue
+		}
+		rep.RemovedBlobs++
+		rep.FreedBytes += info.Size
+	}
+	if statuses, err := store.ListStatuses(ctx); err == nil {
+		for _, st := range statuses {
+			if st.UpdatedAt.Before(fresh) && store.Abort(ctx, st.Ref) == nil {
+				rep.AbortedIngests++
+			}
+		}
+	}
+	rep.DurationMS = time.Since(start).Milliseconds()
+	s.log.Info("garbage collected", "removed_builds", len(rep.RemovedBuilds), "removed_blobs", rep.RemovedBlobs,
+		"freed_bytes", rep.FreedBytes, "kept_bytes", rep.KeptBytes)
+	return rep, nil
+}
+
+// Usage is the store's disk use, overall and per build.
+type Usage struct {
+	TotalBytes  int64        `json:"total_bytes"`
+	Blobs       int          `json:"blobs"`
+	SharedBytes int64        `json:"shared_bytes"` // blobs more than one build uses
+	Unreachable int64        `json:"unreachable_bytes"`
+	Builds      []BuildUsage `json:"builds"`
+}
+
+// BuildUsage is one build's share of the store.
+type BuildUsage struct {
+	ID     string `json:"id"`
+	Status Status `json:"status"`
+	Pinned bool   `json:"pinned"`
+	// UniqueBytes are freed when this build goes; SharedBytes are used by others too.
+	UniqueBytes int64 `json:"unique_bytes"`
+	SharedBytes int64 `json:"shared_bytes"`
+	TotalBytes  int64 `json:"total_bytes"`
+}
+
+// StorageUsage measures the store and each build's unique and shared bytes.
+func (s *Service) StorageUsage(ctx context.Context) (Usage, error) {
+	var u Usage
+	sizes := map[digest.Digest]int64{}
+	store := s.runner.content
+	if err := store.Walk(ctx, func(info content.Info) error {
+		sizes[info.Digest] = info.Size
+		u.TotalBytes += info.Size
+		u.Blobs++
+		return nil
+	}); err != nil {
+		return u, err
+	}
+	roots, err := s.store.BuildRoots(ctx)
+	if err != nil {
+		return u, err
+	}
+	uses := map[digest.Digest]int{}
+	perBuild := make([][]digest.Digest, len(roots))
+	for i, r := range roots {
+		seen := map[digest.Digest]bool{}
+		add := func(d digest.Digest) {
+			if _, stored := sizes[d]; stored && !seen[d] {
+				seen[d] = true
+				perBuild[i] = append(perBuild[i], d)
+				uses[d]++
+			}
+		}
+		if r.ContextDigest != "" {
+			add(digest.Digest(r.ContextDigest))
+		}
+		if r.IndexDigest != "" {
+			if descs, err := s.reach.get(ctx, store, r.IndexDigest); err == nil {
+				for _, d := range descs {
+					add(d.Digest)
+				}
+			}
+		}
+	}
+	for d, n := range uses {
+		if n > 1 {
+			u.SharedBytes += sizes[d]
+		}
+	}
+	for d, size := range sizes {
+		if uses[d] == 0 {
+			u.Unreachable += size
+		}
+	}
+	for i := len(roots) - 1; i >= 0; i-- { // newest first
+		r := roots[i]
+		bu := BuildUsage{ID: r.ID, Status: r.Status, Pinned: r.Pinned}
+		for _, d := range perBuild[i] {
+			bu.TotalBytes += sizes[d]
+			if uses[d] == 1 {
+				bu.UniqueBytes += sizes[d]
+			} else {
+				bu.SharedBytes += sizes[d]
+			}
+		}
+		u.Builds = append(u.Builds, bu)
+	}
+	return u, nil
+}
+
+// Pin keeps a build from retention and collection; Unpin lets it go again.
+func (s *Service) Pin(ctx context.Context, id string, pinned bool) (*Build, error) {
+	if _, err := s.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := s.store.SetPinned(ctx, id, pinned); err != nil {
+		return nil, err
+	}
+	return s.store.GetBuild(ctx, id)
+}
+
+// Delete removes a finished build; its blobs go at the next collection.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	b, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if b.Pinned {
+		return CodeErrorf(EConflict, "build_pinned", "build %s is pinned; unpin it first", id)
+	}
+	return s.store.DeleteBuild(ctx, id)
+}

@@ -1,0 +1,81 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"manifold/templates"
+)
+
+// CollectGarbage answers POST /api/v1/gc: retention, then a sweep of unreachable blobs.
+func (h *Handlers) CollectGarbage(w http.ResponseWriter, r *http.Request) error {
+	rep, err := h.Builds.CollectGarbage(r.Context(), h.Retention)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+// Storage answers GET /api/v1/storage: the store's size and each build's share.
+func (h *Handlers) Storage(w http.ResponseWriter, r *http.Request) error {
+	u, err := h.Builds.StorageUsage(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, u)
+}
+
+// StoragePage answers GET /storage.
+func (h *Handlers) StoragePage(w http.ResponseWriter, r *http.Request) error {
+	u, err := h.Builds.StorageUsage(r.Context())
+	if err != nil {
+		return err
+	}
+	return render(w, r, http.StatusOK, templates.StoragePage(templates.StorageView{Usage: u}))
+}
+
+// PinBuild answers POST (pin) and DELETE (unpin) /api/v1/builds/{id}/pin.
+func (h *Handlers) PinBuild(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.Builds.Pin(r.Context(), chi.URLParam(r, "id"), r.Method == http.MethodPost)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, buildJSON{Build: b})
+}
+
+// DeleteBuild answers DELETE /api/v1/builds/{id}.
+func (h *Handlers) DeleteBuild(w http.ResponseWriter, r *http.Request) error {
+	if err := h.Builds.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// PinForm answers POST /builds/{id}/pin from the build page (toggles).
+func (h *Handlers) PinForm(w http.ResponseWriter, r *http.Request) error {
+	id := chi.URLParam(r, "id")
+	b, err := h.Builds.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if _, err := h.Builds.Pin(r.Context(), id, !b.Pinned); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/builds/"+id, http.StatusSeeOther)
+	return nil
+}
+
+// PushForm answers POST /builds/{id}/push from the build page.
+func (h *Handlers) PushForm(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return err
+	}
+	id := chi.URLParam(r, "id")
+	// The attempt is recorded either way; the page shows how it went.
+	_, _ = h.Builds.Push(r.Context(), id, r.PostForm.Get("tag"))
+	http.Redirect(w, r, "/builds/"+id+"#pushes", http.StatusSeeOther)
+	return nil
+}
