@@ -242,6 +242,10 @@ func OpenContentStore(dir string) (*ContentStore, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Walk expects the blobs folder, which the store makes only at the first commit.
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+		return nil, err
+	}
 	return &ContentStore{Store: s, root: dir}, nil
 }
 
