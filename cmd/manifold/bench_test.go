@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"manifold/builds"
+	"manifold/builds/buildkittest"
 )
 
 // BenchmarkExampleBuild compares the warm example build through Manifold's API
@@ -198,4 +200,149 @@ func BenchmarkQueue(b *testing.B) {
 		b.ReportMetric(float64(most), "max-running")
 		b.ReportMetric(float64(lost), "lost")
 	}
+}
+
+// BenchmarkDedup builds the example 20 times with a different label each and
+// compares what the store grew by with the 20 OCI archives' total size.
+func BenchmarkDedup(b *testing.B) {
+	a := startApp(b, "", "--buildkit", env.Addr())
+	storeSize := func() int64 {
+		var n int64
+		_ = filepath.Walk(filepath.Join(a.Data, "content", "blobs"), func(_ string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() {
+				n += fi.Size()
+			}
+			return nil
+		})
+		return n
+	}
+	// The first build brings the base layers in; dedup is what later builds add.
+	first := a.wait(b, a.startBuild(b, map[string]any{"dockerfile": example, "platforms": []string{"linux/amd64", "linux/arm64"}}))
+	if first.Status != builds.StatusSucceeded {
+		b.Fatal(first.Error)
+	}
+	before := storeSize()
+	var archives int64
+	for i := range 20 {
+		bd := a.wait(b, a.startBuild(b, map[string]any{"dockerfile": example, "platforms": []string{"linux/amd64", "linux/arm64"},
+			"labels": map[string]string{"run": fmt.Sprint(i)}}))
+		if bd.Status != builds.StatusSucceeded {
+			b.Fatal(bd.Error)
+		}
+		req, _ := http.NewRequest("HEAD", a.URL+"/api/v1/builds/"+bd.ID+"/export?format=oci", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		archives += resp.ContentLength
+	}
+	grew := storeSize() - before
+	ratio := float64(grew) / float64(archives)
+	fmt.Printf("dedup: 20 builds of the example, a label each: store grew %d bytes; their 20 OCI archives are %d bytes; ratio %.4f (target < 0.1)\n", grew, archives, ratio)
+	b.ReportMetric(ratio, "grown/archives")
+}
+
+// BenchmarkDownload streams the OCI archive of a ≥ 512 MiB image from a
+// manifold process and compares its throughput with `cat` of the same blobs,
+// alternately, and samples the server's RSS while it streams.
+func BenchmarkDownload(b *testing.B) {
+	root, err := buildkittest.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := filepath.Join(b.TempDir(), "manifold")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/manifold")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build manifold: %v\n%s", err, out)
+	}
+	data := b.TempDir()
+	addr, _ := buildkittest.FreePort()
+	srv := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--buildkit", env.Addr(), "--log-level", "warn")
+	srv.Dir = root
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	a := &app{URL: "http://" + addr, Data: data}
+	for i := 0; ; i++ {
+		if resp, err := http.Get(a.URL + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			b.Fatal("manifold did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	bd := a.waitEvery(b, a.startBuild(b, map[string]any{
+		"dockerfile": "FROM busybox:1\nRUN head -c 536870912 /dev/urandom > /big\n",
+		"platforms":  []string{"linux/amd64"},
+	}), time.Second)
+	if bd.Status != builds.StatusSucceeded {
+		b.Fatalf("big build: %s", bd.Error)
+	}
+	url := a.URL + "/api/v1/builds/" + bd.ID + "/export?format=oci"
+	blobs, _ := filepath.Glob(filepath.Join(data, "content", "blobs", "sha256", "*"))
+	rss := func() int64 {
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", srv.Process.Pid))
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				var kb int64
+				fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
+				return kb << 10
+			}
+		}
+		return 0
+	}
+	var httpRates, catRates []float64
+	var peakGrowth int64
+	for range 3 {
+		base := rss()
+		stop := make(chan struct{})
+		peak := make(chan int64)
+		go func() {
+			var m int64
+			for {
+				select {
+				case <-stop:
+					peak <- m
+					return
+				case <-time.After(5 * time.Millisecond):
+					m = max(m, rss())
+				}
+			}
+		}()
+		start := time.Now()
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		httpRates = append(httpRates, float64(n)/time.Since(start).Seconds())
+		close(stop)
+		peakGrowth = max(peakGrowth, <-peak-base)
+
+		start = time.Now()
+		cat := exec.Command("cat", blobs...)
+		cat.Stdout = io.Discard
+		if err := cat.Run(); err != nil {
+			b.Fatal(err)
+		}
+		var total int64
+		for _, p := range blobs {
+			fi, _ := os.Stat(p)
+			total += fi.Size()
+		}
+		catRates = append(catRates, float64(total)/time.Since(start).Seconds())
+	}
+	slices.Sort(httpRates)
+	slices.Sort(catRates)
+	ratio := httpRates[1] / catRates[1]
+	fmt.Printf("download: %s OCI archive, 3 alternating rounds (medians): HTTP %.0f MiB/s, cat of the same blobs %.0f MiB/s, ratio %.2f (target ≥ 0.9); server RSS growth while streaming %.1f MiB (target < 32 MiB)\n",
+		"512 MiB+", httpRates[1]/(1<<20), catRates[1]/(1<<20), ratio, float64(peakGrowth)/(1<<20))
+	b.ReportMetric(ratio, "http/cat")
+	b.ReportMetric(float64(peakGrowth)/(1<<20), "rss-growth-MiB")
 }
