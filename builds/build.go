@@ -61,6 +61,8 @@ type Build struct {
 	Options
 	// Ref is the SolveOpt.Ref given to BuildKit, which links its own history.
 	Ref string `json:"ref"`
+	// CreatedBy is who started the build.
+	CreatedBy string `json:"created_by"`
 }
 
 // Duration is how long the build ran, or ran so far; zero before it started.
@@ -128,6 +130,8 @@ type Options struct {
 	Git            *GitSource `json:"git"`
 	// Context says where the context came from; Manifold fills it in.
 	Context Source `json:"context"`
+	// Secrets names the owner's build secrets handed to RUN --mount=type=secret,id=<name>.
+	Secrets []string `json:"secrets"`
 }
 
 // Request is what a caller asks to build.
@@ -141,6 +145,8 @@ type Request struct {
 	Push bool     `json:"push"`
 	// Upload is a context archive already in the content store, if any.
 	Upload *Upload `json:"-"`
+	// CreatedBy is the user starting the build; handlers set it.
+	CreatedBy string `json:"-"`
 }
 
 // ListOptions pages through builds newest first: Before is the id of the last

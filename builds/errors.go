@@ -10,12 +10,15 @@ type Kind string
 
 // Error kinds. The web layer maps them to statuses in one table.
 const (
-	EInvalid     Kind = "invalid"     // the caller's input is wrong: 400
-	ENotFound    Kind = "not_found"   // no such thing: 404
-	EConflict    Kind = "conflict"    // the thing is in the wrong state: 409
-	EUnavailable Kind = "unavailable" // a dependency (BuildKit) cannot be reached: 503
-	EUpstream    Kind = "upstream"    // another server (a registry) refused or failed: 502
-	EInternal    Kind = "internal"    // a bug or an unexpected failure: 500
+	EInvalid      Kind = "invalid"      // the caller's input is wrong: 400
+	ENotFound     Kind = "not_found"    // no such thing: 404
+	EConflict     Kind = "conflict"     // the thing is in the wrong state: 409
+	EUnavailable  Kind = "unavailable"  // a dependency (BuildKit) cannot be reached: 503
+	EUpstream     Kind = "upstream"     // another server (a registry) refused or failed: 502
+	EUnauthorized Kind = "unauthorized" // no valid login: 401
+	EForbidden    Kind = "forbidden"    // logged in, but not allowed: 403
+	ETooMany      Kind = "too_many"     // rate limited or locked out: 429
+	EInternal     Kind = "internal"     // a bug or an unexpected failure: 500
 )
 
 // Error is an error with a kind, a machine-readable code and a message that is

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/moby/buildkit/solver/errdefs"
 )
 
@@ -35,6 +36,7 @@ type Runner struct {
 	limit   int
 	limits  ContextLimits
 	regs    *Registries
+	secrets SecretSource
 
 	mu      sync.Mutex
 	queue   []string
@@ -59,6 +61,13 @@ type RunnerConfig struct {
 	Context ContextLimits
 	// Registries holds the credentials handed to BuildKit; nil for none.
 	Registries *Registries
+	// Secrets opens build secrets; nil when builds may not use any.
+	Secrets SecretSource
+}
+
+// SecretSource opens a user's build secrets for one solve.
+type SecretSource interface {
+	BuildSecrets(ctx context.Context, user string, names []string) (map[string][]byte, error)
 }
 
 // NewRunner returns a Runner; call Start to begin taking builds.
@@ -74,7 +83,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries,
+		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets,
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -259,6 +268,17 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 
 	if r.regs != nil {
 		spec.Session = []session.Attachable{r.regs.authProvider()}
+	}
+	if len(b.Secrets) > 0 {
+		if r.secrets == nil {
+			return fail("this server keeps no build secrets")
+		}
+		vals, err := r.secrets.BuildSecrets(ctx, b.CreatedBy, b.Secrets)
+		if err != nil {
+			return fail("open the build's secrets: %v", err)
+		}
+		// Handed to BuildKit through the session only: never logged, never stored in clear.
+		spec.Session = append(spec.Session, secretsprovider.FromMap(vals))
 	}
 	if b.PushWanted {
 		spec.Push = b.Tags

@@ -191,6 +191,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		Steps:      []Step{},
 		Tags:       tagNames,
 		PushWanted: req.Push,
+		CreatedBy:  req.CreatedBy,
 	}
 	if err := s.store.CreateBuild(ctx, b); err != nil {
 		return nil, fmt.Errorf("record build: %w", err)
@@ -377,7 +378,7 @@ func (s *Service) DiscardUpload(u *Upload) {
 
 // Request returns the request that would build b again, with the same inputs.
 func (b *Build) Request() Request {
-	r := Request{Dockerfile: b.Dockerfile, Platforms: b.Platforms, Options: b.Options, Tags: b.Tags, Push: b.PushWanted}
+	r := Request{Dockerfile: b.Dockerfile, Platforms: b.Platforms, Options: b.Options, Tags: b.Tags, Push: b.PushWanted, CreatedBy: b.CreatedBy}
 	if b.Context.Type == "upload" {
 		r.Upload = &Upload{Digest: b.Context.Digest, Size: b.Context.Size}
 	}

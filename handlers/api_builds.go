@@ -57,12 +57,31 @@ func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	b, err := h.Builds.Start(r.Context(), req.Request)
+	b, err := h.start(r, req.Request)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/builds/"+b.ID)
 	return writeJSON(w, http.StatusCreated, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
+}
+
+// start starts a build for the request's user, checking the secrets it names
+// are theirs, and records it in the audit log.
+func (h *Handlers) start(r *http.Request, req builds.Request) (*builds.Build, error) {
+	id := identity(r)
+	req.CreatedBy = id.User
+	if len(req.Secrets) > 0 {
+		if err := h.Accounts.CheckSecrets(r.Context(), id.UserID, req.Secrets); err != nil {
+			h.Builds.DiscardUpload(req.Upload)
+			return nil, err
+		}
+	}
+	b, err := h.Builds.Start(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	h.audit(r, "build.start", b.ID, strings.Join(b.Platforms, ","))
+	return b, nil
 }
 
 // readMultipart streams the parts: "options" is decoded, "context" goes
@@ -213,12 +232,21 @@ func listOptions(q url.Values) (builds.ListOptions, error) {
 
 // RebuildBuild answers POST /api/v1/builds/{id}/rebuild: a new build with the same inputs.
 func (h *Handlers) RebuildBuild(w http.ResponseWriter, r *http.Request) error {
-	b, err := h.Builds.Rebuild(r.Context(), chi.URLParam(r, "id"))
+	b, err := h.rebuild(r)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/builds/"+b.ID)
 	return writeJSON(w, http.StatusCreated, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
+}
+
+// rebuild starts the same inputs again, as the requesting user.
+func (h *Handlers) rebuild(r *http.Request) (*builds.Build, error) {
+	old, err := h.Builds.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return nil, err
+	}
+	return h.start(r, old.Request())
 }
 
 // CancelBuild answers POST /api/v1/builds/{id}/cancel.
@@ -227,6 +255,7 @@ func (h *Handlers) CancelBuild(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	h.audit(r, "build.cancel", b.ID, "")
 	return writeJSON(w, http.StatusOK, buildJSON{Build: b})
 }
 

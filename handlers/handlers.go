@@ -13,8 +13,9 @@ import (
 
 // Handlers holds what the HTTP surface needs.
 type Handlers struct {
-	Builds *builds.Service
-	Log    *slog.Logger
+	Builds   *builds.Service
+	Accounts *builds.Accounts
+	Log      *slog.Logger
 	// Retention is applied by POST /api/v1/gc, as by the periodic collection.
 	Retention builds.Retention
 }

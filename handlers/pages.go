@@ -84,6 +84,7 @@ func formFromBuild(b *builds.Build) templates.NewBuildView {
 		Target:         b.Target,
 		NoCache:        b.NoCache,
 		DockerfilePath: b.DockerfilePath,
+		Secrets:        strings.Join(b.Secrets, " "),
 	}
 	if b.Git != nil {
 		v.GitURL, v.GitRef, v.GitSubdir = b.Git.URL, b.Git.Ref, b.Git.Subdir
@@ -101,7 +102,7 @@ func (h *Handlers) CreateBuildForm(w http.ResponseWriter, r *http.Request) error
 	v, req, err := h.readForm(w, r)
 	if err == nil {
 		var b *builds.Build
-		if b, err = h.Builds.Start(r.Context(), req); err == nil {
+		if b, err = h.start(r, req); err == nil {
 			http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
 			return nil
 		}
@@ -130,6 +131,9 @@ func (h *Handlers) readForm(w http.ResponseWriter, r *http.Request) (templates.N
 	req.Dockerfile = v.Dockerfile
 	req.Platforms = fields["platform"]
 	req.Target, req.NoCache, req.DockerfilePath = v.Target, v.NoCache, v.DockerfilePath
+	for _, n := range strings.Fields(strings.ReplaceAll(v.Secrets, ",", " ")) {
+		req.Secrets = append(req.Secrets, n)
+	}
 	var err error
 	if req.BuildArgs, err = parseKeyValues("build arg", v.BuildArgs); err != nil {
 		return v, req, err
@@ -253,6 +257,7 @@ func formView(fields map[string][]string) templates.NewBuildView {
 		DockerfilePath: strings.TrimSpace(get("dockerfile_path")),
 		GitURL:         strings.TrimSpace(get("git_url")), GitRef: strings.TrimSpace(get("git_ref")), GitSubdir: strings.TrimSpace(get("git_subdir")),
 		ContextFrom: get("context_from"),
+		Secrets:     strings.TrimSpace(get("secrets")),
 	}
 }
 
@@ -366,6 +371,8 @@ func (h *Handlers) CancelBuildForm(w http.ResponseWriter, r *http.Request) error
 	id := chi.URLParam(r, "id")
 	if _, err := h.Builds.Cancel(r.Context(), id); err != nil && builds.ErrorKind(err) != builds.EConflict {
 		return err
+	} else if err == nil {
+		h.audit(r, "build.cancel", id, "")
 	}
 	http.Redirect(w, r, "/builds/"+id, http.StatusSeeOther)
 	return nil
@@ -373,7 +380,7 @@ func (h *Handlers) CancelBuildForm(w http.ResponseWriter, r *http.Request) error
 
 // RebuildForm answers POST /builds/{id}/rebuild: the same inputs, a new build.
 func (h *Handlers) RebuildForm(w http.ResponseWriter, r *http.Request) error {
-	b, err := h.Builds.Rebuild(r.Context(), chi.URLParam(r, "id"))
+	b, err := h.rebuild(r)
 	if err != nil {
 		return err
 	}

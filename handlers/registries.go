@@ -29,6 +29,7 @@ func (h *Handlers) PushBuild(w http.ResponseWriter, r *http.Request) error {
 		return builds.CodeErrorf(builds.EInvalid, "invalid_tag", "give the target as {\"tag\": \"registry.example.com/team/app:1.2\"}")
 	}
 	p, err := h.Builds.Push(r.Context(), chi.URLParam(r, "id"), req.Tag)
+	h.audit(r, "build.push", chi.URLParam(r, "id"), req.Tag)
 	if err != nil {
 		return err
 	}
@@ -66,6 +67,7 @@ func (h *Handlers) PutRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	h.audit(r, "registry.set", c.Host, "user "+c.Username)
 	return writeJSON(w, http.StatusOK, c)
 }
 
@@ -78,6 +80,7 @@ func (h *Handlers) DeleteRegistry(w http.ResponseWriter, r *http.Request) error 
 	if err := regs.Delete(r.Context(), chi.URLParam(r, "host")); err != nil {
 		return err
 	}
+	h.audit(r, "registry.delete", chi.URLParam(r, "host"), "")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

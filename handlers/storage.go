@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -14,6 +15,7 @@ func (h *Handlers) CollectGarbage(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	h.audit(r, "gc", "", fmt.Sprintf("%d builds, %d blobs, %d bytes", len(rep.RemovedBuilds), rep.RemovedBlobs, rep.FreedBytes))
 	return writeJSON(w, http.StatusOK, rep)
 }
 
@@ -41,6 +43,7 @@ func (h *Handlers) PinBuild(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	h.audit(r, map[bool]string{true: "build.pin", false: "build.unpin"}[b.Pinned], b.ID, "")
 	return writeJSON(w, http.StatusOK, buildJSON{Build: b})
 }
 
@@ -49,6 +52,7 @@ func (h *Handlers) DeleteBuild(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Builds.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
 		return err
 	}
+	h.audit(r, "build.delete", chi.URLParam(r, "id"), "")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -63,6 +67,7 @@ func (h *Handlers) PinForm(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.Builds.Pin(r.Context(), id, !b.Pinned); err != nil {
 		return err
 	}
+	h.audit(r, map[bool]string{true: "build.unpin", false: "build.pin"}[b.Pinned], id, "")
 	http.Redirect(w, r, "/builds/"+id, http.StatusSeeOther)
 	return nil
 }
@@ -76,6 +81,7 @@ func (h *Handlers) PushForm(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")
 	// The attempt is recorded either way; the page shows how it went.
 	_, _ = h.Builds.Push(r.Context(), id, r.PostForm.Get("tag"))
+	h.audit(r, "build.push", id, r.PostForm.Get("tag"))
 	http.Redirect(w, r, "/builds/"+id+"#pushes", http.StatusSeeOther)
 	return nil
 }

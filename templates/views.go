@@ -41,6 +41,34 @@ type NewBuildView struct {
 	// ContextFrom is the build whose uploaded context an edited rebuild reuses.
 	ContextFrom     string
 	ContextFromInfo string
+	Secrets         string // secret names, space separated
+}
+
+// LoginView is the login form.
+type LoginView struct {
+	Name, Next, Error string
+}
+
+// AccountView is the user's own page: tokens and secrets.
+type AccountView struct {
+	User, Role string
+	Tokens     []builds.Token
+	NewToken   string // shown once, right after it was made
+	Error      string
+	Secrets    []string
+}
+
+// UsersView is the admins' user list.
+type UsersView struct {
+	Users  []builds.User
+	Tokens []builds.Token
+	Error  string
+}
+
+// AuditView is a page of the audit log.
+type AuditView struct {
+	Entries []builds.AuditEntry
+	Next    string
 }
 
 // BuildsView is a page of the build history.

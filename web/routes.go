@@ -5,54 +5,96 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"manifold/builds"
 	"manifold/handlers"
 	"manifold/static"
 )
 
-// routes is the whole HTTP surface in one place.
+// routes is the whole HTTP surface in one place, grouped by the role each part needs.
 func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.requestID, s.recoverer, s.logRequests, securityHeaders)
+	r.Use(s.requestID, s.recoverer, s.logRequests, securityHeaders, s.authenticate)
 	r.NotFound(s.handle(notFound))
 	r.MethodNotAllowed(s.handle(methodNotAllowed))
 
+	// Open to everyone.
 	r.Get("/healthz", s.handle(h.Health))
 	r.Handle("/static/*", static.Handler())
-
-	r.Route("/api/v1", func(r chi.Router) {
-		r.Get("/builds", s.handle(h.ListBuilds))
-		r.Post("/builds", s.handle(h.CreateBuild))
-		r.Get("/builds/{id}", s.handle(h.GetBuild))
-		r.Post("/builds/{id}/cancel", s.handle(h.CancelBuild))
-		r.Post("/builds/{id}/rebuild", s.handle(h.RebuildBuild))
-		r.Get("/builds/{id}/log", s.handle(h.BuildLog))
-		r.Get("/builds/{id}/events", s.handle(h.BuildEvents))
-		r.Get("/builds/{id}/export", s.handle(h.Export))
-		r.Head("/builds/{id}/export", s.handle(h.Export))
-		r.Post("/builds/{id}/push", s.handle(h.PushBuild))
-		r.Post("/builds/{id}/pin", s.handle(h.PinBuild))
-		r.Delete("/builds/{id}/pin", s.handle(h.PinBuild))
-		r.Delete("/builds/{id}", s.handle(h.DeleteBuild))
-		r.Post("/gc", s.handle(h.CollectGarbage))
-		r.Get("/storage", s.handle(h.Storage))
-		r.Get("/registries", s.handle(h.ListRegistries))
-		r.Put("/registries/{host}", s.handle(h.PutRegistry))
-		r.Delete("/registries/{host}", s.handle(h.DeleteRegistry))
-	})
+	r.Get("/login", s.handle(h.LoginPage))
+	r.Post("/login", s.handle(h.Login))
 
 	// The read-only OCI distribution API: repositories may hold slashes, so
 	// the handler parses the rest of the path itself.
 	r.Handle("/v2", http.RedirectHandler("/v2/", http.StatusMovedPermanently))
-	r.Handle("/v2/*", s.handle(h.Registry))
+	if s.anonymousPull {
+		r.Handle("/v2/*", s.handle(h.Registry))
+	} else {
+		r.With(s.require(builds.RoleViewer)).Handle("/v2/*", s.handle(h.Registry))
+	}
 
-	r.Get("/", s.handle(h.NewBuildPage))
-	r.Post("/builds", s.handle(h.CreateBuildForm))
-	r.Get("/builds", s.handle(h.BuildsPage))
-	r.Get("/builds/{id}", s.handle(h.BuildPage))
-	r.Post("/builds/{id}/cancel", s.handle(h.CancelBuildForm))
-	r.Post("/builds/{id}/rebuild", s.handle(h.RebuildForm))
-	r.Post("/builds/{id}/pin", s.handle(h.PinForm))
-	r.Post("/builds/{id}/push", s.handle(h.PushForm))
-	r.Get("/storage", s.handle(h.StoragePage))
+	// Viewers read everything.
+	r.Group(func(r chi.Router) {
+		r.Use(s.require(builds.RoleViewer))
+		r.Post("/logout", s.handle(h.Logout))
+		r.Get("/api/v1/me", s.handle(h.Me))
+		r.Get("/api/v1/builds", s.handle(h.ListBuilds))
+		r.Get("/api/v1/builds/{id}", s.handle(h.GetBuild))
+		r.Get("/api/v1/builds/{id}/log", s.handle(h.BuildLog))
+		r.Get("/api/v1/builds/{id}/events", s.handle(h.BuildEvents))
+		r.Get("/api/v1/builds/{id}/export", s.handle(h.Export))
+		r.Head("/api/v1/builds/{id}/export", s.handle(h.Export))
+		r.Get("/api/v1/storage", s.handle(h.Storage))
+		r.Get("/api/v1/tokens", s.handle(h.ListTokens))
+		r.Post("/api/v1/tokens", s.handle(h.CreateToken))
+		r.Delete("/api/v1/tokens/{tid}", s.handle(h.RevokeToken))
+
+		r.Get("/", s.handle(h.NewBuildPage))
+		r.Get("/builds", s.handle(h.BuildsPage))
+		r.Get("/builds/{id}", s.handle(h.BuildPage))
+		r.Get("/storage", s.handle(h.StoragePage))
+		r.Get("/account", s.handle(h.AccountPage))
+		r.Post("/account/tokens", s.handle(h.CreateTokenForm))
+		r.Post("/account/tokens/{tid}/revoke", s.handle(h.RevokeTokenForm))
+	})
+
+	// Builders start, cancel, push, pin and delete builds, and keep build secrets.
+	r.Group(func(r chi.Router) {
+		r.Use(s.require(builds.RoleBuilder))
+		r.Post("/api/v1/builds", s.handle(h.CreateBuild))
+		r.Post("/api/v1/builds/{id}/cancel", s.handle(h.CancelBuild))
+		r.Post("/api/v1/builds/{id}/rebuild", s.handle(h.RebuildBuild))
+		r.Post("/api/v1/builds/{id}/push", s.handle(h.PushBuild))
+		r.Post("/api/v1/builds/{id}/pin", s.handle(h.PinBuild))
+		r.Delete("/api/v1/builds/{id}/pin", s.handle(h.PinBuild))
+		r.Delete("/api/v1/builds/{id}", s.handle(h.DeleteBuild))
+		r.Get("/api/v1/secrets", s.handle(h.ListSecrets))
+		r.Put("/api/v1/secrets/{name}", s.handle(h.PutSecret))
+		r.Delete("/api/v1/secrets/{name}", s.handle(h.DeleteSecret))
+
+		r.Post("/builds", s.handle(h.CreateBuildForm))
+		r.Post("/builds/{id}/cancel", s.handle(h.CancelBuildForm))
+		r.Post("/builds/{id}/rebuild", s.handle(h.RebuildForm))
+		r.Post("/builds/{id}/pin", s.handle(h.PinForm))
+		r.Post("/builds/{id}/push", s.handle(h.PushForm))
+	})
+
+	// Admins manage users, tokens, registries, collection, and read the audit log.
+	r.Group(func(r chi.Router) {
+		r.Use(s.require(builds.RoleAdmin))
+		r.Post("/api/v1/gc", s.handle(h.CollectGarbage))
+		r.Get("/api/v1/registries", s.handle(h.ListRegistries))
+		r.Put("/api/v1/registries/{host}", s.handle(h.PutRegistry))
+		r.Delete("/api/v1/registries/{host}", s.handle(h.DeleteRegistry))
+		r.Get("/api/v1/users", s.handle(h.ListUsers))
+		r.Post("/api/v1/users", s.handle(h.CreateUser))
+		r.Patch("/api/v1/users/{name}", s.handle(h.UpdateUser))
+		r.Delete("/api/v1/users/{name}", s.handle(h.DeleteUser))
+		r.Get("/api/v1/audit", s.handle(h.Audit))
+
+		r.Get("/admin/users", s.handle(h.UsersPage))
+		r.Post("/admin/users", s.handle(h.CreateUserForm))
+		r.Post("/admin/users/{name}", s.handle(h.UpdateUserForm))
+		r.Get("/admin/audit", s.handle(h.AuditPage))
+	})
 	return r
 }

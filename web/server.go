@@ -23,16 +23,24 @@ import (
 
 // Server serves Manifold's pages and API.
 type Server struct {
-	log     *slog.Logger
-	handler http.Handler
+	log           *slog.Logger
+	handler       http.Handler
+	accounts      *builds.Accounts
+	anonymousPull bool
+}
+
+// Options are the server's settings.
+type Options struct {
+	// AnonymousPull lets anyone pull through /v2/ without a token.
+	AnonymousPull bool
 }
 
 // NewServer builds the handler tree over h.
-func NewServer(h *handlers.Handlers, log *slog.Logger) *Server {
+func NewServer(h *handlers.Handlers, opts Options, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log}
+	s := &Server{log: log, accounts: h.Accounts, anonymousPull: opts.AnonymousPull}
 	s.handler = s.routes(h)
 	return s
 }
@@ -69,12 +77,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 // statusOf is the one table from error kinds to HTTP statuses.
 var statusOf = map[builds.Kind]int{
-	builds.EInvalid:     http.StatusBadRequest,
-	builds.ENotFound:    http.StatusNotFound,
-	builds.EConflict:    http.StatusConflict,
-	builds.EUnavailable: http.StatusServiceUnavailable,
-	builds.EUpstream:    http.StatusBadGateway,
-	builds.EInternal:    http.StatusInternalServerError,
+	builds.EInvalid:      http.StatusBadRequest,
+	builds.ENotFound:     http.StatusNotFound,
+	builds.EConflict:     http.StatusConflict,
+	builds.EUnavailable:  http.StatusServiceUnavailable,
+	builds.EUpstream:     http.StatusBadGateway,
+	builds.EUnauthorized: http.StatusUnauthorized,
+	builds.EForbidden:    http.StatusForbidden,
+	builds.ETooMany:      http.StatusTooManyRequests,
+	builds.EInternal:     http.StatusInternalServerError,
 }
 
 // handle adapts a handler that returns an error.
@@ -203,7 +214,19 @@ func securityHeaders(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
 		next.ServeHTTP(w, r)
 	})
+}
+
+type authErrKey struct{}
+
+func withAuthError(ctx context.Context, err error) context.Context {
+	return context.WithValue(ctx, authErrKey{}, err)
+}
+
+func authErrorFrom(ctx context.Context) error {
+	err, _ := ctx.Value(authErrKey{}).(error)
+	return err
 }

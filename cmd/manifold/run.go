@@ -37,6 +37,8 @@ type config struct {
 	KeyFile     string
 	Retention   builds.Retention
 	GCInterval  time.Duration
+	AnonPull    bool
+	Sessions    builds.AccountsConfig
 }
 
 // run is the whole program; main only calls it.
@@ -55,11 +57,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
+	case "user":
+		return userCommand(ctx, args, getenv, stdout)
+	case "token":
+		return tokenCommand(ctx, args, getenv, stdout)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: manifold [serve|version] [flags]; manifold serve -h lists the flags")
+		fmt.Fprintln(stdout, "usage: manifold [serve|user create|token create|version] [flags]; manifold serve -h lists the flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q; use serve or version", cmd)
+	return fmt.Errorf("unknown command %q; use serve, user, token or version", cmd)
 }
 
 func versionString() string {
@@ -151,6 +157,17 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	fs.DurationVar(&cfg.Retention.MinBlobAge, "gc-min-age", minAge, "blobs younger than this survive garbage collection (uploads not yet attached, exports in flight) (MANIFOLD_GC_MIN_AGE)")
 	fs.DurationVar(&cfg.GCInterval, "gc-interval", gcEvery, "how often retention and garbage collection run; 0 turns the timer off (MANIFOLD_GC_INTERVAL)")
+	fs.BoolVar(&cfg.AnonPull, "anonymous-pull", env("MANIFOLD_ANONYMOUS_PULL", "") == "true", "let anyone pull images through /v2/ without a token (MANIFOLD_ANONYMOUS_PULL=true)")
+	idle, err := time.ParseDuration(env("MANIFOLD_SESSION_IDLE", "12h"))
+	if err != nil {
+		return cfg, fmt.Errorf("MANIFOLD_SESSION_IDLE: %v", err)
+	}
+	abs, err := time.ParseDuration(env("MANIFOLD_SESSION_MAX", "168h"))
+	if err != nil {
+		return cfg, fmt.Errorf("MANIFOLD_SESSION_MAX: %v", err)
+	}
+	fs.DurationVar(&cfg.Sessions.IdleTimeout, "session-idle", idle, "a browser session unused this long ends (MANIFOLD_SESSION_IDLE)")
+	fs.DurationVar(&cfg.Sessions.AbsoluteTimeout, "session-max", abs, "a browser session ends this long after login (MANIFOLD_SESSION_MAX)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("MANIFOLD_LOG_LEVEL", "info"), "debug, info, warn or error (MANIFOLD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -269,8 +286,10 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	accounts := builds.NewAccounts(db.NewAccounts(database), regs, cfg.Sessions)
 	runner := builds.NewRunner(builds.RunnerConfig{
 		Registries: regs,
+		Secrets:    accounts,
 		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
@@ -302,7 +321,10 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 			}
 		}()
 	}
-	srv := web.NewServer(&handlers.Handlers{Builds: svc, Log: log, Retention: cfg.Retention}, log)
+	if setup, err := accounts.SetupMode(ctx); err == nil && setup {
+		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
+	}
+	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accounts, Log: log, Retention: cfg.Retention}, web.Options{AnonymousPull: cfg.AnonPull}, log)
 	return srv.Serve(ctx, l)
 }
 
