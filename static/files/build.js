@@ -18,11 +18,47 @@
   let pending = "";
   let flushQueued = false;
 
+  // ANSI colour codes become classed spans (as templates.ANSISegments does);
+  // other escapes and control bytes are dropped. Text goes in as text, never HTML.
+  let fg = 0, bold = false;
+  function appendANSI(frag, text) {
+    const re = /\x1b\[([0-9;]*)([A-Za-z])/g;
+    let last = 0, m;
+    function emit(s) {
+      s = s.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "");
+      if (!s) return;
+      if (!fg && !bold) { frag.append(s); return; }
+      const span = document.createElement("span");
+      span.className = [fg ? "ansi-" + fg : "", bold ? "ansi-bold" : ""].join(" ").trim();
+      span.textContent = s;
+      frag.append(span);
+    }
+    while ((m = re.exec(text)) !== null) {
+      emit(text.slice(last, m.index));
+      last = re.lastIndex;
+      if (m[2] !== "m") continue;
+      for (const p of (m[1] || "0").split(";")) {
+        const n = parseInt(p || "0", 10);
+        if (n === 0) { fg = 0; bold = false; }
+        else if (n === 1) bold = true;
+        else if (n === 22) bold = false;
+        else if (n === 39) fg = 0;
+        else if ((n >= 30 && n <= 37) || (n >= 90 && n <= 97)) fg = n;
+      }
+    }
+    emit(text.slice(last));
+  }
   function flush() {
     flushQueued = false;
     if (!pending) return;
     const atBottom = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 40;
-    logEl.append(pending);
+    const frag = document.createDocumentFragment();
+    for (const l of pending.split("\n").slice(0, -1)) {
+      fg = 0; bold = false;
+      appendANSI(frag, l);
+      frag.append("\n");
+    }
+    logEl.append(frag);
     pending = "";
     if (atBottom) logEl.scrollTop = logEl.scrollHeight;
   }
