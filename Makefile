@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: run test setup build generate check bench clean
+.PHONY: run test setup build generate check bench clean fuzz
 
 run:
 	bash scripts/run.sh
@@ -27,6 +27,14 @@ check:
 
 test: setup check
 	go test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+# fuzz runs each parser's fuzz test for a bounded time; the corpus is in builds/testdata/fuzz.
+FUZZTIME ?= 8s
+fuzz:
+	@for f in FuzzParsePlatforms FuzzContextArchive FuzzManifestDecoding FuzzGitSource; do \
+		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./builds || exit 1; \
+	done
 
 bench: setup
 	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./cmd/manifold/
