@@ -1,10 +1,13 @@
 package builds
 
 import (
+	"context"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 )
 
 var (
@@ -93,4 +96,54 @@ func (g GitSource) buildkitRef() string {
 		s += ":" + g.Subdir
 	}
 	return s
+}
+
+// GitPolicy limits where git contexts may be fetched from.
+type GitPolicy struct {
+	// AllowHosts, when not empty, lists the only hosts git contexts may name.
+	AllowHosts []string
+	// AllowPrivate lets git URLs reach loopback and link-local addresses.
+	AllowPrivate bool
+}
+
+// gitHost is the host a git URL names.
+func gitHost(u string) string {
+	if m := scpLike.FindStringSubmatch(u); m != nil {
+		return strings.ToLower(m[2])
+	}
+	if p, err := url.Parse(u); err == nil {
+		return strings.ToLower(p.Hostname())
+	}
+	return ""
+}
+
+// Check refuses hosts outside the allow-list and, unless allowed, hosts that
+// are or resolve to loopback, link-local or unspecified addresses.
+func (p GitPolicy) Check(ctx context.Context, g GitSource) error {
+	host := gitHost(g.URL)
+	if len(p.AllowHosts) > 0 && !slices.Contains(p.AllowHosts, host) {
+		return CodeErrorf(EInvalid, "git_host_not_allowed", "git host %q is not on this server's allow-list (%s)", host, strings.Join(p.AllowHosts, ", "))
+	}
+	if p.AllowPrivate {
+		return nil
+	}
+	ips := []net.IP{net.ParseIP(host)}
+	if ips[0] == nil {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		if err != nil {
+			return nil // BuildKit will say it cannot reach it
+		}
+		ips = ips[:0]
+		for _, a := range addrs {
+			ips = append(ips, a.IP)
+		}
+	}
+	for _, ip := range ips {
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast() {
+			return CodeErrorf(EInvalid, "git_host_not_allowed", "git host %q is a loopback or link-local address (%s); this server does not fetch from those", host, ip)
+		}
+	}
+	return nil
 }

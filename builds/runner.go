@@ -37,6 +37,7 @@ type Runner struct {
 	limits  ContextLimits
 	regs    *Registries
 	secrets SecretSource
+	git     GitPolicy
 
 	mu      sync.Mutex
 	queue   []string
@@ -63,6 +64,8 @@ type RunnerConfig struct {
 	Registries *Registries
 	// Secrets opens build secrets; nil when builds may not use any.
 	Secrets SecretSource
+	// Git limits where git contexts come from.
+	Git GitPolicy
 }
 
 // SecretSource opens a user's build secrets for one solve.
@@ -83,7 +86,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets,
+		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, git: cfg.Git,
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),
 	}

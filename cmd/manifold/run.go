@@ -38,6 +38,7 @@ type config struct {
 	Retention   builds.Retention
 	GCInterval  time.Duration
 	AnonPull    bool
+	Git         builds.GitPolicy
 	Sessions    builds.AccountsConfig
 }
 
@@ -157,6 +158,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	fs.DurationVar(&cfg.Retention.MinBlobAge, "gc-min-age", minAge, "blobs younger than this survive garbage collection (uploads not yet attached, exports in flight) (MANIFOLD_GC_MIN_AGE)")
 	fs.DurationVar(&cfg.GCInterval, "gc-interval", gcEvery, "how often retention and garbage collection run; 0 turns the timer off (MANIFOLD_GC_INTERVAL)")
+	var gitHosts string
+	fs.StringVar(&gitHosts, "git-allow-hosts", env("MANIFOLD_GIT_ALLOW_HOSTS", ""), "comma-separated hosts git contexts may come from; empty allows any (MANIFOLD_GIT_ALLOW_HOSTS)")
+	fs.BoolVar(&cfg.Git.AllowPrivate, "git-allow-private", env("MANIFOLD_GIT_ALLOW_PRIVATE", "") == "true", "let git contexts reach loopback and link-local addresses (MANIFOLD_GIT_ALLOW_PRIVATE=true)")
 	fs.BoolVar(&cfg.AnonPull, "anonymous-pull", env("MANIFOLD_ANONYMOUS_PULL", "") == "true", "let anyone pull images through /v2/ without a token (MANIFOLD_ANONYMOUS_PULL=true)")
 	idle, err := time.ParseDuration(env("MANIFOLD_SESSION_IDLE", "12h"))
 	if err != nil {
@@ -179,6 +183,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return cfg, fmt.Errorf("--context-max-bytes and --context-max-files must be positive (files at most 10,000,000)")
 	}
 	cfg.Context.MaxFiles = int(files)
+	for _, h := range strings.Split(gitHosts, ",") {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			cfg.Git.AllowHosts = append(cfg.Git.AllowHosts, h)
+		}
+	}
 	if retainDays < 0 || retainPerTag < 0 || cfg.GCInterval < 0 {
 		return cfg, fmt.Errorf("--retain-days, --retain-per-tag and --gc-interval cannot be negative")
 	}
@@ -290,6 +299,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	runner := builds.NewRunner(builds.RunnerConfig{
 		Registries: regs,
 		Secrets:    accounts,
+		Git:        cfg.Git,
 		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
