@@ -378,3 +378,45 @@ func (h *Handlers) AuditPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	return render(w, r, http.StatusOK, templates.AuditPage(v))
 }
+
+// SetupPage answers GET /setup: while no account exists, this machine's own
+// browser may create the first admin here. Afterwards the page is gone.
+func (h *Handlers) SetupPage(w http.ResponseWriter, r *http.Request) error {
+	if err := h.setupAllowed(r); err != nil {
+		return err
+	}
+	return render(w, r, http.StatusOK, templates.SetupPage(templates.LoginView{}))
+}
+
+// Setup answers POST /setup: the first admin, logged in at once.
+func (h *Handlers) Setup(w http.ResponseWriter, r *http.Request) error {
+	if err := h.setupAllowed(r); err != nil {
+		return err
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read")
+	}
+	name, password := strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("password")
+	u, err := h.Accounts.CreateUser(r.Context(), name, password, builds.RoleAdmin)
+	if err != nil {
+		if builds.ErrorKind(err) == builds.EInvalid {
+			return render(w, r, http.StatusBadRequest, templates.SetupPage(templates.LoginView{Name: name, Error: builds.ErrorMessage(err)}))
+		}
+		return err
+	}
+	_ = h.Accounts.Audit(r.Context(), u.Name, "user.create", u.Name, ClientIP(r), "first admin, from /setup")
+	return h.Login(w, r) // the same form fields log them in
+}
+
+func (h *Handlers) setupAllowed(r *http.Request) error {
+	setup, err := h.Accounts.SetupMode(r.Context())
+	if err != nil {
+		return err
+	}
+	id, _ := builds.IdentityFrom(r.Context())
+	if !setup || id.Via != "setup" {
+		return builds.CodeErrorf(builds.ENotFound, "not_found", "setup is over: accounts exist, or this request does not come from this machine")
+	}
+	return nil
+}

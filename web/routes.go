@@ -22,6 +22,8 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r.Handle("/static/*", static.Handler())
 	r.Get("/login", s.handle(h.LoginPage))
 	r.Post("/login", s.handle(h.Login))
+	r.Get("/setup", s.handle(h.SetupPage))
+	r.Post("/setup", s.handle(h.Setup))
 
 	// The read-only OCI distribution API: repositories may hold slashes, so
 	// the handler parses the rest of the path itself.

@@ -131,3 +131,47 @@ func TestBrowserFollowsABuildLive(t *testing.T) {
 	}
 	screenshot(t, ctx, "build-succeeded.png")
 }
+
+func TestBrowserSetupLoginAndBuild(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	ctx := browser(t)
+	// Setup mode: the first admin is made from this machine, then logged in.
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(a.URL+"/setup"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="setup-form"]`)),
+		chromedp.SetValue(chromedp.CSS(`#name`), "ada"),
+		chromedp.SetValue(chromedp.CSS(`#password`), "correct horse battery"),
+		chromedp.Click(chromedp.CSS(`[data-testid="setup-submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="new-build-form"]`)),
+	)
+	if err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	if user, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(`[data-testid="nav-account"]`))); err != nil || user != "ada" {
+		t.Fatalf("logged in as %q (%v)", user, err)
+	}
+	// The setup page is gone now.
+	if code, _ := get(t, a.URL+"/setup"); code != 303 && code != 404 {
+		t.Fatalf("/setup after setup = %d", code)
+	}
+	// The multipart form carries its CSRF token; the build runs.
+	err = chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS(`#dockerfile`), example),
+		chromedp.Click(chromedp.CSS(`[data-testid="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#build [data-testid="build-status"][data-status="succeeded"]`)),
+	)
+	if err != nil {
+		t.Fatalf("build from the form as ada: %v", err)
+	}
+	screenshot(t, ctx, "build-as-user.png")
+	// Logging out ends the session: pages send the browser to the login form.
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`[data-testid="logout"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="login-form"]`)),
+		chromedp.Navigate(a.URL+"/builds"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="login-form"]`)),
+	)
+	if err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+}
