@@ -132,6 +132,10 @@ type Options struct {
 	Context Source `json:"context"`
 	// Secrets names the owner's build secrets handed to RUN --mount=type=secret,id=<name>.
 	Secrets []string `json:"secrets"`
+	// Provenance asks BuildKit for a SLSA provenance attestation: "min" or "max".
+	Provenance string `json:"provenance,omitempty"`
+	// SBOM asks BuildKit for an SPDX SBOM attestation.
+	SBOM bool `json:"sbom,omitempty"`
 }
 
 // Request is what a caller asks to build.
@@ -198,6 +202,9 @@ type Store interface {
 	RetentionCandidates(ctx context.Context, cutoff time.Time, perTag int) ([]string, error)
 	ArchiveSums(ctx context.Context, id string) (map[string]ArchiveSum, error)
 	SaveArchiveSum(ctx context.Context, id string, a ArchiveSum) error
+	// LayerListing reads a cached listing (with its files when files is set), or nil.
+	LayerListing(ctx context.Context, digest string, files bool) (*LayerListing, error)
+	SaveLayerListing(ctx context.Context, l *LayerListing) error
 	// TagBuild is the newest succeeded build carrying repo:tag, or "".
 	TagBuild(ctx context.Context, repo, tag string) (string, error)
 	// RepoKnown reports whether any build carries a tag in repo.

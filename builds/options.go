@@ -40,6 +40,11 @@ func (o Options) Validate() (Options, error) {
 	if o.Target != "" && (!targetName.MatchString(o.Target) || len(o.Target) > 128) {
 		return o, CodeErrorf(EInvalid, "invalid_target", "target %q is not a stage name; use letters, digits, '.', '_' and '-'", o.Target)
 	}
+	switch o.Provenance {
+	case "", "min", "max":
+	default:
+		return o, CodeErrorf(EInvalid, "invalid_provenance", "provenance %q is not min or max", o.Provenance)
+	}
 	if o.Git != nil {
 		g, err := o.Git.Validate()
 		if err != nil {
@@ -74,5 +79,11 @@ func (o Options) frontendAttrs(attrs map[string]string) {
 	}
 	if o.NoCache {
 		attrs["no-cache"] = ""
+	}
+	if o.Provenance != "" {
+		attrs["attest:provenance"] = "mode=" + o.Provenance
+	}
+	if o.SBOM {
+		attrs["attest:sbom"] = ""
 	}
 }

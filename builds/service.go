@@ -27,6 +27,8 @@ type Service struct {
 	node   *Node
 	log    *slog.Logger
 	reach  reachCache
+	// listing bounds layer listings.
+	listing ListingLimits
 
 	summing    sync.Mutex
 	summingIDs map[string]bool

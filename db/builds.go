@@ -588,3 +588,59 @@ func (s *Builds) SaveArchiveSum(ctx context.Context, id string, a builds.Archive
 	}
 	return nil
 }
+
+// LayerListing reads a cached layer listing, with its files when files is set; nil when none.
+func (s *Builds) LayerListing(ctx context.Context, digest string, files bool) (*builds.LayerListing, error) {
+	l := &builds.LayerListing{Digest: digest, Files: []builds.FileEntry{}}
+	err := s.db.QueryRowContext(ctx, `SELECT uncompressed, entries, truncated FROM layer_listings WHERE digest = ?`, digest).
+		Scan(&l.UncompressedSize, &l.Entries, &l.Truncated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("db: read layer listing: %w", err)
+	}
+	if !files {
+		return l, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT path, type, size, mode, uid, gid, link FROM layer_files WHERE digest = ? ORDER BY seq`, digest)
+	if err != nil {
+		return nil, fmt.Errorf("db: read layer files: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var f builds.FileEntry
+		if err := rows.Scan(&f.Path, &f.Type, &f.Size, &f.Mode, &f.UID, &f.GID, &f.Link); err != nil {
+			return nil, fmt.Errorf("db: read layer files: %w", err)
+		}
+		l.Files = append(l.Files, f)
+	}
+	return l, rows.Err()
+}
+
+// SaveLayerListing caches a layer listing in one transaction.
+func (s *Builds) SaveLayerListing(ctx context.Context, l *builds.LayerListing) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO layer_listings (digest, uncompressed, entries, truncated, listed_at) VALUES (?, ?, ?, ?, ?)`,
+		l.Digest, l.UncompressedSize, l.Entries, l.Truncated, formatTime(time.Now())); err != nil {
+		return fmt.Errorf("db: save layer listing: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM layer_files WHERE digest = ?`, l.Digest); err != nil {
+		return err
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO layer_files (digest, seq, path, type, size, mode, uid, gid, link) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i, f := range l.Files {
+		if _, err := stmt.ExecContext(ctx, l.Digest, i, f.Path, f.Type, f.Size, f.Mode, f.UID, f.GID, f.Link); err != nil {
+			return fmt.Errorf("db: save layer files: %w", err)
+		}
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"manifold/builds"
+)
+
+func getJSON(t *testing.T, a *app, path string, v any) int {
+	t.Helper()
+	code, body := a.do(t, "GET", path, "")
+	if v != nil && code == 200 {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %v\n%s", path, err, body)
+		}
+	}
+	return code
+}
+
+func TestExplorerOnRealBuilds(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	b := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": example, "platforms": []string{"linux/amd64", "linux/arm64"}, "provenance": "max"}))
+	if b.Status != builds.StatusSucceeded {
+		t.Fatalf("build: %s", b.Error)
+	}
+	// The index lists exactly the two platforms, attestations under them.
+	var idx builds.IndexView
+	if code := getJSON(t, a, "/api/v1/builds/"+b.ID+"/index", &idx); code != 200 || idx.Digest != b.IndexDigest {
+		t.Fatalf("index = %d %+v", code, idx)
+	}
+	if len(idx.Platforms) != 2 {
+		t.Fatalf("index shows %d platforms, want 2: %+v", len(idx.Platforms), idx.Platforms)
+	}
+	var arm builds.PlatformEntry
+	for _, p := range idx.Platforms {
+		if p.Platform == "unknown/unknown" {
+			t.Fatal("an attestation shows as a platform")
+		}
+		found := false
+		for _, m := range b.Manifests {
+			found = found || (m.Platform == p.Platform && m.Digest == p.Digest)
+		}
+		if !found {
+			t.Fatalf("index platform %s %s is not what BuildKit reported", p.Platform, p.Digest)
+		}
+		if len(p.Attestations) != 1 || !strings.Contains(strings.Join(p.Attestations[0].PredicateTypes, " "), "slsa.dev/provenance") {
+			t.Fatalf("%s attestations %+v, want the provenance", p.Platform, p.Attestations)
+		}
+		if p.Platform == "linux/arm64" {
+			arm = p
+		}
+	}
+	// The arm64 manifest: its layer and the instruction that made it.
+	var mv builds.BlobView
+	if code := getJSON(t, a, "/api/v1/blobs/"+arm.Digest, &mv); code != 200 || mv.Kind != "manifest" || mv.Manifest == nil || len(mv.Manifest.Layers) != 1 {
+		t.Fatalf("manifest view = %d %+v", code, mv)
+	}
+	if got := mv.Manifest.Layers[0].CreatedBy; got != "COPY rootfs-arm64/ /" {
+		t.Fatalf("the layer was made by %q, want COPY rootfs-arm64/ /", got)
+	}
+	// The arm64 config: architecture, Cmd, label, and the history as a Dockerfile.
+	var cv builds.BlobView
+	if code := getJSON(t, a, "/api/v1/blobs/"+arm.ConfigDigest, &cv); code != 200 || cv.Kind != "config" || cv.Config == nil {
+		t.Fatalf("config view = %d %+v", code, cv)
+	}
+	img := cv.Config.Image
+	if img.Architecture != "arm64" || img.Config.Labels["description"] != "Image for my Docker course" || strings.Join(img.Config.Cmd, " ") != "/bin/sh -c while date; do sleep 1; done;" {
+		t.Fatalf("arm64 config %+v", img)
+	}
+	if !strings.Contains(cv.Config.Dockerfile, `LABEL description=Image for my Docker course`) {
+		t.Fatalf("as a Dockerfile:\n%s", cv.Config.Dockerfile)
+	}
+	// The base layer's listing holds bin/busybox with its real size.
+	layer := mv.Manifest.Layers[0].Digest
+	var files struct {
+		Files            []builds.FileEntry
+		UncompressedSize int64 `json:"uncompressed_size"`
+	}
+	if code := getJSON(t, a, "/api/v1/blobs/"+layer+"/files", &files); code != 200 {
+		t.Fatalf("files = %d", code)
+	}
+	st, err := os.Stat(filepath.Join(env.Bin, "seed", "rootfs-arm64", "bin", "busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busybox *builds.FileEntry
+	for i, f := range files.Files {
+		if f.Path == "bin/busybox" {
+			busybox = &files.Files[i]
+		}
+	}
+	if busybox == nil || busybox.Size != st.Size() || busybox.Type != "file" || files.UncompressedSize < st.Size() {
+		t.Fatalf("bin/busybox in the listing: %+v, real size %d", busybox, st.Size())
+	}
+	var bySize struct{ Files []builds.FileEntry }
+	getJSON(t, a, "/api/v1/blobs/"+layer+"/files?sort=size", &bySize)
+	if len(bySize.Files) == 0 || bySize.Files[0].Path != "bin/busybox" {
+		t.Fatalf("largest first starts with %+v", bySize.Files[0])
+	}
+	// Raw bytes with their media type.
+	req, _ := http.NewRequest("GET", a.URL+"/api/v1/blobs/"+b.IndexDigest+"/raw", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]byte, 1<<20)
+	n, _ := resp.Body.Read(raw)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "application/vnd.oci.image.index.v1+json" || digest.FromBytes(raw[:n]).String() != b.IndexDigest {
+		t.Fatalf("raw index: %s", resp.Header.Get("Content-Type"))
+	}
+
+	// A deleted file shows as a whiteout, and the merged view lacks it.
+	del := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\nRUN rm /bin/vi\n", "platforms": []string{"linux/amd64"}}))
+	if del.Status != builds.StatusSucceeded {
+		t.Fatalf("delete build: %s", del.Error)
+	}
+	var dm builds.BlobView
+	getJSON(t, a, "/api/v1/blobs/"+del.Manifests[0].Digest, &dm)
+	top := dm.Manifest.Layers[len(dm.Manifest.Layers)-1]
+	var topFiles struct{ Files []builds.FileEntry }
+	getJSON(t, a, "/api/v1/blobs/"+top.Digest+"/files", &topFiles)
+	white := false
+	for _, f := range topFiles.Files {
+		white = white || (f.Path == "bin/vi" && f.Type == "whiteout")
+	}
+	if !white || !strings.HasPrefix(top.CreatedBy, "RUN ") {
+		t.Fatalf("top layer (%s) lacks the whiteout of bin/vi: %+v", top.CreatedBy, topFiles.Files)
+	}
+	var merged struct{ Files []builds.FileEntry }
+	getJSON(t, a, "/api/v1/blobs/"+del.Manifests[0].Digest+"/files?merged=1", &merged)
+	hasVi, hasSh := false, false
+	for _, f := range merged.Files {
+		hasVi = hasVi || f.Path == "bin/vi"
+		hasSh = hasSh || f.Path == "bin/sh"
+	}
+	if hasVi || !hasSh {
+		t.Fatalf("merged view: bin/vi present %v, bin/sh present %v", hasVi, hasSh)
+	}
+
+	// Comparisons: build vs build, and platform vs platform.
+	relabel := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": example + "LABEL v=2\n", "platforms": []string{"linux/amd64", "linux/arm64"}}))
+	var cmp builds.Comparison
+	if code := getJSON(t, a, "/api/v1/compare?a="+b.ID+"&b="+relabel.ID, &cmp); code != 200 || cmp.Kind != "builds" || len(cmp.Platforms) != 2 {
+		t.Fatalf("compare builds = %d %+v", code, cmp)
+	}
+	for _, p := range cmp.Platforms {
+		if p.BaseChanged || len(p.BaseA) != 1 || len(p.LayersAdded) != 0 || len(p.LayersSame) != 1 || p.Identical {
+			t.Fatalf("%s: %+v", p.Platform, p)
+		}
+		if len(p.ConfigChanges) != 1 || p.ConfigChanges[0].Field != "Labels" || !strings.Contains(p.ConfigChanges[0].B, `"v":"2"`) {
+			t.Fatalf("%s config changes %+v", p.Platform, p.ConfigChanges)
+		}
+	}
+	var amd string
+	for _, m := range b.Manifests {
+		if m.Platform == "linux/amd64" {
+			amd = m.Digest
+		}
+	}
+	if code := getJSON(t, a, "/api/v1/compare?a="+amd+"&b="+arm.Digest, &cmp); code != 200 || cmp.Kind != "manifests" {
+		t.Fatalf("compare manifests = %d", code)
+	}
+	pc := cmp.Platforms[0]
+	changed := false
+	for _, f := range pc.FilesChanged {
+		changed = changed || (f.Path == "bin/busybox" && f.SizeA != f.SizeB)
+	}
+	if !changed || len(pc.LayersRemoved) != 1 || len(pc.LayersAdded) != 1 || pc.ConfigChanges[0].Field != "os/arch" {
+		t.Fatalf("amd64 vs arm64: %+v", pc)
+	}
+
+	// Bad references get a sentence.
+	for _, tt := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/api/v1/blobs/sha256:" + strings.Repeat("0", 64), 404, "blob_not_found"},
+		{"/api/v1/blobs/not-a-digest", 400, "invalid_digest"},
+		{"/api/v1/blobs/" + arm.ConfigDigest + "/files", 400, "not_a_layer"},
+		{"/api/v1/blobs/" + arm.ConfigDigest + "/files?merged=1", 400, "not_a_manifest"},
+		{"/api/v1/compare?a=x&b=y", 400, "invalid_compare"},
+		{"/api/v1/compare?a=" + b.ID, 400, "invalid_compare"},
+		{"/api/v1/builds/01m8evrp2r0004ny3xknjd6vgd/index", 404, "build_not_found"},
+	} {
+		code, body := a.do(t, "GET", tt.path, "")
+		var e struct{ Error, Code string }
+		_ = json.Unmarshal(body, &e)
+		if code != tt.status || e.Code != tt.code || len(e.Error) < 15 {
+			t.Errorf("GET %s = %d %s, want %d %s", tt.path, code, body, tt.status, tt.code)
+		}
+	}
+}
