@@ -625,3 +625,20 @@ func SortFiles(files []FileEntry, by string) []FileEntry {
 	}
 	return out
 }
+
+// BlobJSON returns a JSON blob's bytes (manifests, configs, attestations), at most 4 MiB.
+func (s *Service) BlobJSON(ctx context.Context, ref string) ([]byte, error) {
+	desc, err := s.statBlob(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if desc.Size > maxManifestSize {
+		return nil, nil
+	}
+	f, err := s.runner.content.OpenBlob(desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxManifestSize))
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"manifold/builds"
+	"manifold/templates"
 )
 
 // BuildIndexJSON answers GET /api/v1/builds/{id}/index.
@@ -76,4 +77,73 @@ func (h *Handlers) CompareJSON(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, c)
+}
+
+// maxFileRows bounds the rows a file-list page renders; the JSON has them all.
+const maxFileRows = 5000
+
+// IndexPage answers GET /builds/{id}/index.
+func (h *Handlers) IndexPage(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.Builds.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	idx, err := h.Builds.BuildIndex(r.Context(), b.ID)
+	if err != nil {
+		return err
+	}
+	return render(w, r, http.StatusOK, templates.IndexPage(templates.IndexPageView{Build: b, Index: idx, Host: r.Host}))
+}
+
+// BlobPage answers GET /blobs/{digest}.
+func (h *Handlers) BlobPage(w http.ResponseWriter, r *http.Request) error {
+	ref := chi.URLParam(r, "digest")
+	v, err := h.Builds.Blob(r.Context(), ref)
+	if err != nil {
+		return err
+	}
+	if v.Kind == builds.KindLayer {
+		http.Redirect(w, r, "/blobs/"+v.Digest+"/files", http.StatusSeeOther)
+		return nil
+	}
+	pv := templates.BlobPageView{Blob: v, Host: r.Host}
+	if raw, err := h.Builds.BlobJSON(r.Context(), ref); err == nil && len(raw) > 0 && v.Kind != builds.KindUnknown {
+		pv.Raw = templates.PrettyJSON(raw)
+	}
+	return render(w, r, http.StatusOK, templates.BlobPage(pv))
+}
+
+// FilesPage answers GET /blobs/{digest}/files.
+func (h *Handlers) FilesPage(w http.ResponseWriter, r *http.Request) error {
+	files, info, err := h.files(r)
+	if err != nil {
+		return err
+	}
+	v := templates.FilesPageView{Digest: chi.URLParam(r, "digest"), Merged: r.URL.Query().Get("merged") != "", Sort: r.URL.Query().Get("sort"),
+		Files: files, Truncated: info.Truncated, Total: info.UncompressedSize}
+	if len(files) > maxFileRows {
+		v.Files = files[:maxFileRows]
+		if v.Truncated == "" {
+			v.Truncated = "this page shows the first 5000 entries; the JSON (/api/v1/blobs/…/files) has all of them"
+		}
+	}
+	return render(w, r, http.StatusOK, templates.FilesPage(v))
+}
+
+// ComparePage answers GET /compare?a=&b=.
+func (h *Handlers) ComparePage(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	v := templates.ComparePageView{A: q.Get("a"), B: q.Get("b")}
+	status := http.StatusOK
+	if v.A != "" && v.B != "" {
+		c, err := h.Builds.Compare(r.Context(), v.A, v.B)
+		if err != nil {
+			if k := builds.ErrorKind(err); k != builds.EInvalid && k != builds.ENotFound {
+				return err
+			}
+			v.Error, status = builds.ErrorMessage(err), http.StatusBadRequest
+		}
+		v.Comparison = c
+	}
+	return render(w, r, status, templates.ComparePage(v))
 }

@@ -177,6 +177,33 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 		t.Fatalf("amd64 vs arm64: %+v", pc)
 	}
 
+	// The same, as pages, queried by data-testid.
+	pages := []struct {
+		path  string
+		wants []string
+	}{
+		{"/builds/" + b.ID + "/index", []string{`data-testid="index-platform" data-platform="linux/arm64"`, `data-testid="index-platform" data-platform="linux/amd64"`, `data-testid="attestation"`, "docker buildx imagetools inspect", `data-copy="` + b.IndexDigest + `"`}},
+		{"/blobs/" + arm.Digest, []string{`data-testid="layer-row"`, "COPY rootfs-arm64/ /", `data-testid="merged-link"`, "crane manifest"}},
+		{"/blobs/" + arm.ConfigDigest, []string{`data-testid="config-label">Image for my Docker course`, `data-testid="as-dockerfile"`, `data-testid="raw-json"`, `<a href="/blobs/sha256:`}},
+		{"/blobs/" + layer + "/files?sort=size", []string{`data-testid="file-row" data-path="bin/busybox"`}},
+		{"/blobs/" + top.Digest + "/files", []string{`data-path="bin/vi" class="deleted"`}},
+		{"/compare?a=" + b.ID + "&b=" + relabel.ID, []string{`data-testid="config-changes"`, `data-testid="base-changed">unchanged`}},
+	}
+	for _, p := range pages {
+		code, page := get(t, a.URL+p.path)
+		for _, w := range p.wants {
+			if code != 200 || !strings.Contains(page, w) {
+				t.Fatalf("%s (%d) lacks %s", p.path, code, w)
+			}
+		}
+	}
+	if _, page := get(t, a.URL+"/blobs/"+del.Manifests[0].Digest+"/files?merged=1"); strings.Contains(page, `data-path="bin/vi"`) || !strings.Contains(page, `data-path="bin/sh"`) {
+		t.Fatal("the merged page shows the deleted bin/vi, or lacks bin/sh")
+	}
+	if code, page := get(t, a.URL+"/blobs/sha256:"+strings.Repeat("0", 64)); code != 404 || !strings.Contains(page, `data-testid="error-message"`) {
+		t.Fatalf("unknown blob page = %d", code)
+	}
+
 	// Bad references get a sentence.
 	for _, tt := range []struct {
 		path   string
