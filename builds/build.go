@@ -6,6 +6,8 @@ package builds
 import (
 	"context"
 	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Status is where a build is in its life.
@@ -205,6 +207,8 @@ type Store interface {
 	// LayerListing reads a cached listing (with its files when files is set), or nil.
 	LayerListing(ctx context.Context, digest string, files bool) (*LayerListing, error)
 	SaveLayerListing(ctx context.Context, l *LayerListing) error
+	SaveOrigins(ctx context.Context, name string, descs []ocispec.Descriptor) error
+	Origin(ctx context.Context, digest string) (name string, desc ocispec.Descriptor, found bool, err error)
 	// TagBuild is the newest succeeded build carrying repo:tag, or "".
 	TagBuild(ctx context.Context, repo, tag string) (string, error)
 	// RepoKnown reports whether any build carries a tag in repo.

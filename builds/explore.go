@@ -114,6 +114,13 @@ func (s *Service) statBlob(ctx context.Context, ref string) (ocispec.Descriptor,
 	}
 	info, err := s.runner.content.Info(ctx, d)
 	if err != nil {
+		// A layer of an explored remote image is fetched when first opened.
+		if ferr := s.fetchOrigin(ctx, d.String()); ferr != nil {
+			return ocispec.Descriptor{}, CodeErrorf(EUpstream, "registry_error", "blob %s is not stored, and fetching it failed: %v", d, ferr)
+		}
+		info, err = s.runner.content.Info(ctx, d)
+	}
+	if err != nil {
 		return ocispec.Descriptor{}, CodeErrorf(ENotFound, "blob_not_found", "no blob %s is stored here", d)
 	}
 	return ocispec.Descriptor{Digest: d, Size: info.Size}, nil
@@ -278,7 +285,7 @@ func (s *Service) collectPlatforms(ctx context.Context, idx ocispec.Index, from 
 			known := true
 			for _, l := range man.Layers {
 				e.CompressedSize += l.Size
-				if u, ok := s.uncompressedSize(ctx, l.Digest.String()); ok {
+				if u, ok := s.uncompressedSize(ctx, l); ok {
 					total += u
 				} else {
 					known = false
@@ -312,12 +319,26 @@ func (s *Service) collectPlatforms(ctx context.Context, idx ocispec.Index, from 
 	return nil
 }
 
-func (s *Service) uncompressedSize(ctx context.Context, layer string) (int64, bool) {
-	l, err := s.store.LayerListing(ctx, layer, false)
-	if err != nil || l == nil {
+// autoListSize: layers up to this size are listed on first view, so their
+// unpacked size is known; larger ones wait until someone opens them.
+const autoListSize = 32 << 20
+
+func (s *Service) uncompressedSize(ctx context.Context, layer ocispec.Descriptor) (int64, bool) {
+	l, err := s.store.LayerListing(ctx, layer.Digest.String(), false)
+	if err == nil && l != nil {
+		return l.UncompressedSize, true
+	}
+	if layer.Size > autoListSize {
 		return 0, false
 	}
-	return l.UncompressedSize, true
+	if _, err := s.runner.content.Info(ctx, layer.Digest); err != nil {
+		return 0, false // a remote image's layer not fetched yet
+	}
+	full, err := s.ListLayer(ctx, layer.Digest.String())
+	if err != nil {
+		return 0, false
+	}
+	return full.UncompressedSize, true
 }
 
 func (s *Service) manifestView(ctx context.Context, desc ocispec.Descriptor) (*ManifestView, error) {
@@ -343,7 +364,7 @@ func (s *Service) manifestView(ctx context.Context, desc ocispec.Descriptor) (*M
 		if i < len(history) {
 			e.CreatedBy = instruction(history[i].CreatedBy)
 		}
-		if u, ok := s.uncompressedSize(ctx, l.Digest.String()); ok {
+		if u, ok := s.uncompressedSize(ctx, l); ok {
 			e.UncompressedSize = &u
 		}
 		v.Layers = append(v.Layers, e)
@@ -363,6 +384,9 @@ func instruction(createdBy string) string {
 		}
 	}
 	if rest, ok := strings.CutPrefix(s, "/bin/sh -c "); ok {
+		return "RUN " + rest
+	}
+	if rest, ok := strings.CutPrefix(s, "RUN /bin/sh -c "); ok { // BuildKit's form
 		return "RUN " + rest
 	}
 	return s

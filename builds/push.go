@@ -48,6 +48,16 @@ func (s *Service) Push(ctx context.Context, id, target string) (Push, error) {
 }
 
 func (s *Service) pushFromStore(ctx context.Context, t TagRef, root ocispec.Descriptor) error {
+	pusher, err := s.resolver(ctx).Pusher(ctx, t.Full)
+	if err != nil {
+		return fmt.Errorf("reach %s: %w", t.Host(), err)
+	}
+	return remotes.PushContent(ctx, pusher, root, s.runner.content, nil, platforms.All, nil)
+}
+
+// resolver talks to registries with the stored credentials, over plain HTTP
+// only where allowed.
+func (s *Service) resolver(ctx context.Context) remotes.Resolver {
 	regs := s.runner.regs
 	creds := func(host string) (string, string, error) {
 		if regs == nil {
@@ -62,13 +72,8 @@ func (s *Service) pushFromStore(ctx context.Context, t TagRef, root ocispec.Desc
 		}
 		return regs.Insecure(ctx, host), nil
 	}
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: docker.ConfigureDefaultRegistries(
+	return docker.NewResolver(docker.ResolverOptions{Hosts: docker.ConfigureDefaultRegistries(
 		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(creds))),
 		docker.WithPlainHTTP(plain),
 	)})
-	pusher, err := resolver.Pusher(ctx, t.Full)
-	if err != nil {
-		return fmt.Errorf("reach %s: %w", t.Host(), err)
-	}
-	return remotes.PushContent(ctx, pusher, root, s.runner.content, nil, platforms.All, nil)
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"manifold/builds"
 )
 
@@ -643,4 +646,34 @@ func (s *Builds) SaveLayerListing(ctx context.Context, l *builds.LayerListing) e
 		}
 	}
 	return tx.Commit()
+}
+
+// SaveOrigins remembers where blobs of a remote image come from.
+func (s *Builds) SaveOrigins(ctx context.Context, name string, descs []ocispec.Descriptor) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, d := range descs {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO remote_origins (digest, name, media_type, size) VALUES (?, ?, ?, ?)`,
+			d.Digest.String(), name, d.MediaType, d.Size); err != nil {
+			return fmt.Errorf("db: save origins: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Origin says where a remote blob comes from; found is false for none.
+func (s *Builds) Origin(ctx context.Context, dg string) (string, ocispec.Descriptor, bool, error) {
+	var name, mt string
+	var size int64
+	err := s.db.QueryRowContext(ctx, `SELECT name, media_type, size FROM remote_origins WHERE digest = ?`, dg).Scan(&name, &mt, &size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ocispec.Descriptor{}, false, nil
+	}
+	if err != nil {
+		return "", ocispec.Descriptor{}, false, fmt.Errorf("db: read origin: %w", err)
+	}
+	return name, ocispec.Descriptor{Digest: digest.Digest(dg), MediaType: mt, Size: size}, true, nil
 }

@@ -147,3 +147,27 @@ func (h *Handlers) ComparePage(w http.ResponseWriter, r *http.Request) error {
 	}
 	return render(w, r, status, templates.ComparePage(v))
 }
+
+// RemoteJSON answers GET /api/v1/remote?ref=…: a remote image resolved and
+// fetched (manifests and configs), with the same view as a stored blob.
+func (h *Handlers) RemoteJSON(w http.ResponseWriter, r *http.Request) error {
+	rr, err := h.Builds.ExploreRemote(r.Context(), r.URL.Query().Get("ref"))
+	if err != nil {
+		return err
+	}
+	v, err := h.Builds.Blob(r.Context(), rr.Digest)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"remote": rr, "blob": v})
+}
+
+// RemotePage answers GET /remote?ref=…: fetch, then show the root blob's page.
+func (h *Handlers) RemotePage(w http.ResponseWriter, r *http.Request) error {
+	rr, err := h.Builds.ExploreRemote(r.Context(), r.URL.Query().Get("ref"))
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/blobs/"+rr.Digest, http.StatusSeeOther)
+	return nil
+}

@@ -63,6 +63,8 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/blobs/{digest}", s.handle(h.BlobPage))
 		r.Get("/blobs/{digest}/files", s.handle(h.FilesPage))
 		r.Get("/compare", s.handle(h.ComparePage))
+		r.Get("/api/v1/remote", s.handle(h.RemoteJSON))
+		r.Get("/remote", s.handle(h.RemotePage))
 		r.Get("/account", s.handle(h.AccountPage))
 		r.Post("/account/tokens", s.handle(h.CreateTokenForm))
 		r.Post("/account/tokens/{tid}/revoke", s.handle(h.RevokeTokenForm))

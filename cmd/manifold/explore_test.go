@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,6 +224,75 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 		_ = json.Unmarshal(body, &e)
 		if code != tt.status || e.Code != tt.code || len(e.Error) < 15 {
 			t.Errorf("GET %s = %d %s, want %d %s", tt.path, code, body, tt.status, tt.code)
+		}
+	}
+}
+
+func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	b := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": example, "platforms": []string{"linux/amd64", "linux/arm64"}}))
+	if b.Status != builds.StatusSucceeded {
+		t.Fatalf("build: %s", b.Error)
+	}
+	target := env.Registry + "/explore/clock:1"
+	if code, body := a.do(t, "POST", "/api/v1/builds/"+b.ID+"/push", `{"tag":"`+target+`"}`); code != 200 {
+		t.Fatalf("push = %d %s", code, body)
+	}
+	// A second Manifold with an empty store reads it from the registry.
+	other := startApp(t, "", "--buildkit", env.Addr())
+	var got struct {
+		Remote builds.RemoteRef
+		Blob   builds.BlobView
+	}
+	if code := getJSON(t, other, "/api/v1/remote?ref="+target, &got); code != 200 {
+		t.Fatalf("remote = %d", code)
+	}
+	if got.Remote.Digest != b.IndexDigest || got.Blob.Kind != "index" || len(got.Blob.Index.Platforms) != 2 {
+		t.Fatalf("remote %+v, want the local index %s", got, b.IndexDigest)
+	}
+	var local builds.IndexView
+	getJSON(t, a, "/api/v1/builds/"+b.ID+"/index", &local)
+	for i, p := range got.Blob.Index.Platforms {
+		if p.Digest != local.Platforms[i].Digest || p.ConfigDigest != local.Platforms[i].ConfigDigest || p.Layers != local.Platforms[i].Layers {
+			t.Fatalf("remote platform %+v differs from local %+v", p, local.Platforms[i])
+		}
+	}
+	// Its layer is fetched when opened, and lists the same files.
+	var mv builds.BlobView
+	getJSON(t, other, "/api/v1/blobs/"+got.Blob.Index.Platforms[1].Digest, &mv)
+	layer := mv.Manifest.Layers[0].Digest
+	var rf, lf struct{ Files []builds.FileEntry }
+	if code := getJSON(t, other, "/api/v1/blobs/"+layer+"/files", &rf); code != 200 {
+		t.Fatalf("remote layer files = %d", code)
+	}
+	getJSON(t, a, "/api/v1/blobs/"+layer+"/files", &lf)
+	if len(rf.Files) == 0 || len(rf.Files) != len(lf.Files) {
+		t.Fatalf("remote layer lists %d files, local %d", len(rf.Files), len(lf.Files))
+	}
+	// The page path redirects to the blob's page.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(other.URL + "/remote?ref=" + target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/blobs/"+b.IndexDigest {
+		t.Fatalf("remote page = %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, tt := range []struct {
+		ref    string
+		status int
+		code   string
+	}{
+		{env.Registry + "/explore/clock:nope", 404, "remote_not_found"},
+		{"Not A Ref!", 400, "invalid_reference"},
+		{"127.0.0.1:1/down/app:1", 502, "registry_error"},
+	} {
+		code, body := other.do(t, "GET", "/api/v1/remote?ref="+url.QueryEscape(tt.ref), "")
+		var e struct{ Error, Code string }
+		_ = json.Unmarshal(body, &e)
+		if code != tt.status || e.Code != tt.code {
+			t.Errorf("remote %s = %d %s, want %d %s", tt.ref, code, body, tt.status, tt.code)
 		}
 	}
 }

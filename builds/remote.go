@@ -1,0 +1,125 @@
+package builds
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/remotes"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// RemoteRef is a remote image reference resolved and fetched for exploring.
+type RemoteRef struct {
+	Ref       string `json:"ref"`
+	Name      string `json:"name"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"media_type"`
+	Size      int64  `json:"size"`
+}
+
+// ExploreRemote resolves a reference ("registry/repo:tag", "repo@sha256:…")
+// through the registry API with the stored credentials and fetches its
+// indexes, manifests and configs into the store (layers wait until they are
+// opened). Nothing is pushed.
+func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, error) {
+	ref = strings.TrimSpace(ref)
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return RemoteRef{}, CodeErrorf(EInvalid, "invalid_reference", "%q is not an image reference like registry.example.com/team/app:1.2: %v", ref, err)
+	}
+	named = reference.TagNameOnly(named)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	resolver := s.resolver(ctx)
+	name, root, err := resolver.Resolve(ctx, named.String())
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return RemoteRef{}, CodeErrorf(ENotFound, "remote_not_found", "the registry has no %s: %v", named, err)
+		}
+		return RemoteRef{}, CodeErrorf(EUpstream, "registry_error", "the registry for %s did not answer as hoped: %v", reference.Domain(named), err)
+	}
+	fetcher, err := resolver.Fetcher(ctx, name)
+	if err != nil {
+		return RemoteRef{}, CodeErrorf(EUpstream, "registry_error", "fetch from %s: %v", name, err)
+	}
+	repo := named.Name()
+	var layers []ocispec.Descriptor
+	var walk func(d ocispec.Descriptor, depth int) error
+	walk = func(d ocispec.Descriptor, depth int) error {
+		if depth > 4 {
+			return CodeErrorf(EInvalid, "too_deep", "the image nests indexes more than 4 deep")
+		}
+		if d.Size > maxManifestSize {
+			return CodeErrorf(EInvalid, "manifest_too_large", "%s is %d bytes; manifests and configs over %d bytes are not read", d.Digest, d.Size, maxManifestSize)
+		}
+		if err := s.fetch(ctx, fetcher, d); err != nil {
+			return err
+		}
+		switch {
+		case isIndex(d.MediaType):
+			var idx ocispec.Index
+			if err := readJSON(ctx, s.runner.content, d, &idx); err != nil {
+				return err
+			}
+			for _, m := range idx.Manifests {
+				if err := walk(m, depth+1); err != nil {
+					return err
+				}
+			}
+		case isManifest(d.MediaType):
+			var m ocispec.Manifest
+			if err := readJSON(ctx, s.runner.content, d, &m); err != nil {
+				return err
+			}
+			if m.Config.Size <= maxManifestSize {
+				if err := s.fetch(ctx, fetcher, m.Config); err != nil {
+					return err
+				}
+			}
+			layers = append(layers, m.Layers...)
+		}
+		return nil
+	}
+	if err := walk(root, 0); err != nil {
+		return RemoteRef{}, err
+	}
+	if err := s.store.SaveOrigins(ctx, repo, layers); err != nil {
+		return RemoteRef{}, err
+	}
+	return RemoteRef{Ref: named.String(), Name: repo, Digest: root.Digest.String(), MediaType: root.MediaType, Size: root.Size}, nil
+}
+
+// fetch copies one blob into the store unless it is there; the store checks the digest.
+func (s *Service) fetch(ctx context.Context, f remotes.Fetcher, d ocispec.Descriptor) error {
+	if _, err := s.runner.content.Info(ctx, d.Digest); err == nil {
+		return nil
+	}
+	rc, err := f.Fetch(ctx, d)
+	if err != nil {
+		return CodeErrorf(EUpstream, "registry_error", "fetch %s: %v", d.Digest, err)
+	}
+	defer rc.Close()
+	if err := content.WriteBlob(ctx, s.runner.content, "remote-"+d.Digest.Encoded(), rc, d); err != nil && !errdefs.IsAlreadyExists(err) {
+		return CodeErrorf(EUpstream, "registry_error", "store %s: %v", d.Digest, err)
+	}
+	return nil
+}
+
+// fetchOrigin fetches a remote layer that an explored image named, on first use.
+func (s *Service) fetchOrigin(ctx context.Context, dg string) error {
+	name, desc, ok, err := s.store.Origin(ctx, dg)
+	if err != nil || !ok {
+		return err
+	}
+	resolver := s.resolver(ctx)
+	fetcher, err := resolver.Fetcher(ctx, name)
+	if err != nil {
+		return fmt.Errorf("fetch from %s: %w", name, err)
+	}
+	return s.fetch(ctx, fetcher, desc)
+}
