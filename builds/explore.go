@@ -103,6 +103,8 @@ type BlobView struct {
 	Manifest    *ManifestView   `json:"manifest,omitempty"`
 	Config      *ConfigView     `json:"config,omitempty"`
 	Attestation json.RawMessage `json:"attestation,omitempty"`
+	// Provenance is the attestation read: builder, materials, args, or SBOM packages.
+	Provenance *Provenance `json:"provenance,omitempty"`
 	// Note says what was found when the blob is not what a viewer expects.
 	Note string `json:"note,omitempty"`
 }
@@ -209,6 +211,7 @@ func (s *Service) Blob(ctx context.Context, ref string) (*BlobView, error) {
 		v.Config, err = configView(desc, body)
 	case KindAttestation:
 		v.Attestation = body
+		v.Provenance, err = ParseStatement(body)
 	case KindUnknown:
 		if desc.Size > maxManifestSize && body == nil {
 			v.Note = fmt.Sprintf("a JSON document of %d bytes, over the %d byte limit for manifests", desc.Size, maxManifestSize)

@@ -58,6 +58,28 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 			arm = p
 		}
 	}
+	// The provenance names the base image it used, by digest, and the build's args.
+	var att builds.BlobView
+	getJSON(t, a, "/api/v1/blobs/"+arm.Attestations[0].Digest, &att)
+	if att.Kind != "manifest" || len(att.Manifest.Layers) == 0 {
+		t.Fatalf("attestation manifest view %+v", att)
+	}
+	var stmt builds.BlobView
+	getJSON(t, a, "/api/v1/blobs/"+att.Manifest.Layers[0].Digest, &stmt)
+	if stmt.Kind != "attestation" || stmt.Provenance == nil || stmt.Provenance.Builder == "" && stmt.Provenance.BuildType == "" {
+		t.Fatalf("statement view %+v", stmt)
+	}
+	base := false
+	for _, m := range stmt.Provenance.Materials {
+		base = base || (strings.Contains(m.URI, "busybox") && strings.HasPrefix(m.Digest, "sha256:"))
+	}
+	if !base || stmt.Provenance.Frontend != "dockerfile.v0" {
+		t.Fatalf("provenance %+v: want busybox among the materials and the dockerfile frontend", stmt.Provenance)
+	}
+	if code, page := get(t, a.URL+"/blobs/"+att.Manifest.Layers[0].Digest); code != 200 || !strings.Contains(page, `data-testid="material"`) {
+		t.Fatalf("attestation page = %d lacks the materials", code)
+	}
+
 	// The arm64 manifest: its layer and the instruction that made it.
 	var mv builds.BlobView
 	if code := getJSON(t, a, "/api/v1/blobs/"+arm.Digest, &mv); code != 200 || mv.Kind != "manifest" || mv.Manifest == nil || len(mv.Manifest.Layers) != 1 {
