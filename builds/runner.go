@@ -38,6 +38,7 @@ type Runner struct {
 	regs    *Registries
 	secrets SecretSource
 	git     GitPolicy
+	listing ListingLimits
 
 	mu      sync.Mutex
 	queue   []string
@@ -66,6 +67,8 @@ type RunnerConfig struct {
 	Secrets SecretSource
 	// Git limits where git contexts come from.
 	Git GitPolicy
+	// Listing bounds the explorer's layer listings.
+	Listing ListingLimits
 }
 
 // SecretSource opens a user's build secrets for one solve.
@@ -86,7 +89,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, git: cfg.Git,
+		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, git: cfg.Git, listing: cfg.Listing,
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),
 	}

@@ -40,7 +40,7 @@ func NewService(runner *Runner, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log, sumSlots: make(chan struct{}, 1)}
+	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log, sumSlots: make(chan struct{}, 1), listing: runner.listing}
 }
 
 // Recover runs once at start-up, before the runner starts: builds a previous

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -9,7 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"manifold/builds"
 )
@@ -317,4 +325,66 @@ func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
 			t.Errorf("remote %s = %d %s, want %d %s", tt.ref, code, body, tt.status, tt.code)
 		}
 	}
+}
+
+// storeLayer writes a gzip layer straight into an app's content store and returns its digest.
+func storeLayer(t *testing.T, a *app, write func(tw *tar.Writer)) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	write(tw)
+	tw.Close()
+	zw.Close()
+	s := a.store(t)
+	d := digest.FromBytes(buf.Bytes())
+	if err := content.WriteBlob(context.Background(), s, "t", bytes.NewReader(buf.Bytes()), ocispec.Descriptor{Digest: d, Size: int64(buf.Len())}); err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+func TestLayerListingLimits(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr(), "--layer-max-entries", "50", "--layer-max-bytes", "33554432")
+	// A decompression bomb: 256 MiB of zeros in a few hundred KiB.
+	bomb := storeLayer(t, a, func(tw *tar.Writer) {
+		tw.WriteHeader(&tar.Header{Name: "zeros", Size: 256 << 20, Mode: 0o644, Typeflag: tar.TypeReg})
+		io.Copy(tw, io.LimitReader(zeroReader{}, 256<<20))
+	})
+	var l builds.LayerListing
+	if code := getJSON(t, a, "/api/v1/blobs/"+bomb+"/files", &l); code != 200 || !strings.Contains(l.Truncated, "unpacks to more than") {
+		t.Fatalf("bomb listing = %d %+v", code, l.Truncated)
+	}
+	// Too many entries, and hostile names shown as text, never followed.
+	many := storeLayer(t, a, func(tw *tar.Writer) {
+		tw.WriteHeader(&tar.Header{Name: "../../etc/<script>x</script>", Mode: 0o644, Typeflag: tar.TypeReg})
+		for i := range 80 {
+			tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("f%03d", i), Mode: 0o644, Typeflag: tar.TypeReg})
+		}
+	})
+	if code := getJSON(t, a, "/api/v1/blobs/"+many+"/files", &l); code != 200 || !strings.Contains(l.Truncated, "more than 50 entries") || len(l.Files) != 50 {
+		t.Fatalf("many listing = %d, %d files, %q", code, len(l.Files), l.Truncated)
+	}
+	if l.Files[0].Path != "etc/<script>x</script>" {
+		t.Fatalf("hostile name listed as %q", l.Files[0].Path)
+	}
+	code, page := get(t, a.URL+"/blobs/"+many+"/files")
+	if code != 200 || strings.Contains(page, "<script>x") || !strings.Contains(page, `data-testid="truncated"`) {
+		t.Fatalf("files page = %d: renders the name raw or lacks the truncation note", code)
+	}
+	// A JSON blob that is no manifest says what it is.
+	junk := []byte(`{"hello": "world"}`)
+	jd := digest.FromBytes(junk)
+	content.WriteBlob(context.Background(), a.store(t), "j", bytes.NewReader(junk), ocispec.Descriptor{Digest: jd, Size: int64(len(junk))})
+	var bv builds.BlobView
+	if code := getJSON(t, a, "/api/v1/blobs/"+jd.String(), &bv); code != 200 || bv.Kind != "unknown" || bv.Note == "" {
+		t.Fatalf("junk blob = %d %+v", code, bv)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -39,6 +39,7 @@ type config struct {
 	GCInterval  time.Duration
 	AnonPull    bool
 	Git         builds.GitPolicy
+	Listing     builds.ListingLimits
 	Sessions    builds.AccountsConfig
 }
 
@@ -161,6 +162,17 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	var gitHosts string
 	fs.StringVar(&gitHosts, "git-allow-hosts", env("MANIFOLD_GIT_ALLOW_HOSTS", ""), "comma-separated hosts git contexts may come from; empty allows any (MANIFOLD_GIT_ALLOW_HOSTS)")
 	fs.BoolVar(&cfg.Git.AllowPrivate, "git-allow-private", env("MANIFOLD_GIT_ALLOW_PRIVATE", "") == "true", "let git contexts reach loopback and link-local addresses (MANIFOLD_GIT_ALLOW_PRIVATE=true)")
+	maxEntries, err := intEnv("MANIFOLD_LAYER_MAX_ENTRIES", 200_000)
+	if err != nil {
+		return cfg, err
+	}
+	maxUnpacked, err := intEnv("MANIFOLD_LAYER_MAX_BYTES", 32<<30)
+	if err != nil {
+		return cfg, err
+	}
+	var layerEntries int64
+	fs.Int64Var(&layerEntries, "layer-max-entries", maxEntries, "most entries a layer listing reads (MANIFOLD_LAYER_MAX_ENTRIES)")
+	fs.Int64Var(&cfg.Listing.MaxUncompressed, "layer-max-bytes", maxUnpacked, "most bytes a layer listing unpacks; past it a decompression bomb is cut off (MANIFOLD_LAYER_MAX_BYTES)")
 	fs.BoolVar(&cfg.AnonPull, "anonymous-pull", env("MANIFOLD_ANONYMOUS_PULL", "") == "true", "let anyone pull images through /v2/ without a token (MANIFOLD_ANONYMOUS_PULL=true)")
 	idle, err := time.ParseDuration(env("MANIFOLD_SESSION_IDLE", "12h"))
 	if err != nil {
@@ -183,6 +195,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return cfg, fmt.Errorf("--context-max-bytes and --context-max-files must be positive (files at most 10,000,000)")
 	}
 	cfg.Context.MaxFiles = int(files)
+	if layerEntries < 1 || cfg.Listing.MaxUncompressed < 1 {
+		return cfg, fmt.Errorf("--layer-max-entries and --layer-max-bytes must be positive")
+	}
+	cfg.Listing.MaxEntries = int(layerEntries)
 	for _, h := range strings.Split(gitHosts, ",") {
 		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
 			cfg.Git.AllowHosts = append(cfg.Git.AllowHosts, h)
@@ -300,6 +316,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		Registries: regs,
 		Secrets:    accounts,
 		Git:        cfg.Git,
+		Listing:    cfg.Listing,
 		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
