@@ -200,6 +200,15 @@ func (a *app) waitEvery(t testing.TB, id string, every time.Duration) *builds.Bu
 	}
 }
 
+func (a *app) storeB(t testing.TB) *builds.ContentStore {
+	t.Helper()
+	s, err := builds.OpenContentStore(filepath.Join(a.Data, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func (a *app) store(t *testing.T) *builds.ContentStore {
 	t.Helper()
 	s, err := builds.OpenContentStore(filepath.Join(a.Data, "content"))
