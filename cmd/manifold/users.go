@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"manifold/builds"
 	"manifold/db"
@@ -72,6 +73,8 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 			return fmt.Errorf("read the password from standard input: %v", err)
 		}
 		password = strings.TrimRight(line, "\r\n")
+	} else if piped := pipedLine(2 * time.Second); piped != "" {
+		password = piped // `echo pw | manifold user create NAME` works without the flag too
 	} else {
 		password, generated = builds.RandomSecret()[:20], true
 	}
@@ -147,4 +150,24 @@ func reorder(args []string) []string {
 		rest = append(rest, a)
 	}
 	return append(flags, rest...)
+}
+
+// pipedLine reads a first line from standard input when it is a pipe or a
+// file (never a terminal), waiting at most wait; "" when there is none.
+func pipedLine(wait time.Duration) string {
+	fi, err := os.Stdin.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice != 0 {
+		return ""
+	}
+	got := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		got <- strings.TrimRight(line, "\r\n")
+	}()
+	select {
+	case l := <-got:
+		return l
+	case <-time.After(wait):
+		return ""
+	}
 }
