@@ -118,13 +118,14 @@ func gitHost(u string) string {
 }
 
 // Check refuses hosts outside the allow-list and, unless allowed, hosts that
-// are or resolve to loopback, link-local or unspecified addresses.
-func (p GitPolicy) Check(ctx context.Context, g GitSource) error {
+// are or resolve to loopback, link-local or unspecified addresses — except for
+// requests from this machine itself in setup mode, which could reach those anyway.
+func (p GitPolicy) Check(ctx context.Context, g GitSource, fromThisMachine bool) error {
 	host := gitHost(g.URL)
 	if len(p.AllowHosts) > 0 && !slices.Contains(p.AllowHosts, host) {
 		return CodeErrorf(EInvalid, "git_host_not_allowed", "git host %q is not on this server's allow-list (%s)", host, strings.Join(p.AllowHosts, ", "))
 	}
-	if p.AllowPrivate {
+	if p.AllowPrivate || fromThisMachine {
 		return nil
 	}
 	ips := []net.IP{net.ParseIP(host)}

@@ -133,7 +133,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		}
 		opts.Context = Source{Type: "upload", Digest: req.Upload.Digest, Size: req.Upload.Size, Files: files}
 	case opts.Git != nil:
-		if err := s.runner.git.Check(ctx, *opts.Git); err != nil {
+		if err := s.runner.git.Check(ctx, *opts.Git, req.FromThisMachine); err != nil {
 			return nil, err
 		}
 		opts.Context = Source{Type: "git"}
