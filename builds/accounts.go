@@ -152,7 +152,7 @@ type AccountsConfig struct {
 	AbsoluteTimeout time.Duration // a session ends this long after login whatever; 7 days when zero
 	MaxFailures     int           // failed logins in a row before a lockout; 5 when zero
 	Lockout         time.Duration // how long; 15 min when zero
-	IPAttempts      int           // login attempts per IP per minute; 20 when zero
+	IPAttempts      int           // failed logins per IP per minute before it must wait; 30 when zero
 }
 
 // Accounts is the account service: users, logins, sessions, tokens, audit, secrets.
@@ -181,7 +181,7 @@ func NewAccounts(store AccountStore, sealer *Registries, cfg AccountsConfig) *Ac
 		cfg.Lockout = 15 * time.Minute
 	}
 	if cfg.IPAttempts <= 0 {
-		cfg.IPAttempts = 20
+		cfg.IPAttempts = 30
 	}
 	return &Accounts{store: store, sealer: sealer, cfg: cfg, ipAttempts: map[string][]time.Time{}, dummyHash: HashPassword("not a real password, for timing")}
 }
@@ -294,7 +294,8 @@ func (a *Accounts) Users(ctx context.Context) ([]User, error) { return a.store.L
 // errBadLogin is the one answer for an unknown user and a wrong password.
 var errBadLogin = CodeErrorf(EUnauthorized, "bad_login", "wrong user name or password")
 
-// allowIP applies the per-IP limit on login attempts.
+// allowIP applies the per-IP limit: an address with too many failed logins
+// in the last minute waits; successful logins never count against it.
 func (a *Accounts) allowIP(ip string) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -305,15 +306,21 @@ func (a *Accounts) allowIP(ip string) (time.Duration, bool) {
 			recent = append(recent, t)
 		}
 	}
+	a.ipAttempts[ip] = recent
 	if len(recent) >= a.cfg.IPAttempts {
-		a.ipAttempts[ip] = recent
 		return time.Minute - now.Sub(recent[0]), false
 	}
-	a.ipAttempts[ip] = append(recent, now)
-	if len(a.ipAttempts) > 100_000 { // bounded: forget the oldest callers wholesale
-		a.ipAttempts = map[string][]time.Time{ip: a.ipAttempts[ip]}
-	}
 	return 0, true
+}
+
+// ipFailed records a failed login from ip.
+func (a *Accounts) ipFailed(ip string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.ipAttempts) > 100_000 { // bounded: forget every caller wholesale
+		a.ipAttempts = map[string][]time.Time{}
+	}
+	a.ipAttempts[ip] = append(a.ipAttempts[ip], time.Now())
 }
 
 func waitText(d time.Duration) string {
@@ -333,6 +340,7 @@ func (a *Accounts) Login(ctx context.Context, name, password, ip string) (string
 	if err != nil {
 		if ErrorKind(err) == ENotFound {
 			checkPassword(a.dummyHash, password) // the same work as for a real user
+			a.ipFailed(ip)
 			return "", Session{}, errBadLogin
 		}
 		return "", Session{}, err
@@ -343,6 +351,7 @@ func (a *Accounts) Login(ctx context.Context, name, password, ip string) (string
 		return "", Session{}, CodeErrorf(ETooMany, "locked", "this account is locked after %d failed logins; try again in %s", a.cfg.MaxFailures, waitText(u.LockedUntil.Sub(now)))
 	}
 	if !checkPassword(hash, password) {
+		a.ipFailed(ip)
 		var lock *time.Time
 		if failed+1 >= a.cfg.MaxFailures {
 			t := now.Add(a.cfg.Lockout)

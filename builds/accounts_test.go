@@ -1,0 +1,74 @@
+package builds_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"manifold/builds"
+	"manifold/db"
+)
+
+func newAccounts(t *testing.T) *builds.Accounts {
+	t.Helper()
+	d, err := db.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	regs, err := builds.NewRegistries(db.NewCredentials(d), make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return builds.NewAccounts(db.NewAccounts(d), regs, builds.AccountsConfig{IPAttempts: 10})
+}
+
+func TestFailedLoginsFromOneAddressWait(t *testing.T) {
+	a := newAccounts(t)
+	ctx := context.Background()
+	if _, err := a.CreateUser(ctx, "kim", "a good long password", builds.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	// Successes never count against an address.
+	for range 15 {
+		if _, _, err := a.Login(ctx, "kim", "a good long password", "10.0.0.1"); err != nil {
+			t.Fatalf("login: %v", err)
+		}
+	}
+	for i := range 10 {
+		if _, _, err := a.Login(ctx, "nobody", "x", "10.0.0.2"); builds.ErrorCode(err) != "bad_login" {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	if _, _, err := a.Login(ctx, "kim", "a good long password", "10.0.0.2"); builds.ErrorCode(err) != "too_many_attempts" {
+		t.Fatalf("after 10 failures the address was not made to wait: %v", err)
+	}
+	if _, _, err := a.Login(ctx, "kim", "a good long password", "10.0.0.3"); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+}
+
+func TestTokensNeverExceedTheirUser(t *testing.T) {
+	a := newAccounts(t)
+	ctx := context.Background()
+	if _, err := a.CreateUser(ctx, "vee", "a good long password", builds.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := a.CreateToken(ctx, "vee", "ci", "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.TokenIdentity(ctx, secret)
+	if err != nil || id.Role != builds.RoleViewer {
+		t.Fatalf("a viewer's admin-scope token acts as %q (%v)", id.Role, err)
+	}
+	if _, err := a.TokenIdentity(ctx, secret+"x"); builds.ErrorKind(err) != builds.EUnauthorized {
+		t.Fatalf("a wrong token: %v", err)
+	}
+	if _, err := a.CreateUser(ctx, "Bad Name", "a good long password", builds.RoleViewer); builds.ErrorCode(err) != "invalid_user" {
+		t.Fatalf("bad user name: %v", err)
+	}
+	if _, err := a.CreateUser(ctx, "short", "short", builds.RoleViewer); builds.ErrorCode(err) != "weak_password" {
+		t.Fatalf("short password: %v", err)
+	}
+}
