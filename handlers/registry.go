@@ -32,6 +32,9 @@ func (h *Handlers) Registry(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case strings.HasSuffix(rest, "/tags/list"):
 		err = h.registryTags(w, r, strings.TrimSuffix(rest, "/tags/list"))
+	case strings.Contains(rest, "/referrers/"):
+		i := strings.LastIndex(rest, "/referrers/")
+		err = h.registryReferrers(w, r, rest[:i], rest[i+len("/referrers/"):])
 	case strings.Contains(rest, "/manifests/"):
 		i := strings.LastIndex(rest, "/manifests/")
 		err = h.registryManifest(w, r, rest[:i], rest[i+len("/manifests/"):])
@@ -109,4 +112,19 @@ func (h *Handlers) registryTags(w http.ResponseWriter, r *http.Request, repo str
 		w.Header().Set("Link", fmt.Sprintf(`</v2/%s/tags/list?n=%d&last=%s>; rel="next"`, repo, n, url.QueryEscape(tags[len(tags)-1])))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"name": repo, "tags": tags})
+}
+
+// registryReferrers answers the referrers API: manifests whose subject is the
+// digest. BuildKit attaches attestations through the index rather than a
+// subject, so for Manifold's own images the list is empty, as the spec allows.
+func (h *Handlers) registryReferrers(w http.ResponseWriter, r *http.Request, repo, ref string) error {
+	if _, err := h.Builds.StatBlob(r.Context(), repo, ref); err != nil && builds.ErrorCode(err) != "BLOB_UNKNOWN" {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	return json.NewEncoder(w).Encode(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []any{}})
 }

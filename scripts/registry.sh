@@ -28,7 +28,7 @@ YAML
 	for _ in $(seq 1 100); do curl -fsS "http://$addr/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
 	curl -fsS "http://$addr/v2/" >/dev/null || { echo "registry on $addr did not start; see $dir/registry.log" >&2; exit 1; }
 fi
-if ! curl -fsS -o /dev/null "http://$addr/v2/library/busybox/manifests/1" -H 'Accept: application/vnd.oci.image.index.v1+json'; then
+if ! curl -fs -o /dev/null "http://$addr/v2/library/busybox/manifests/1" -H 'Accept: application/vnd.oci.image.index.v1+json'; then
 	skopeo copy -q --all --dest-tls-verify=false oci:bin/seed/busybox:1 "docker://$addr/library/busybox:1"
 fi
 echo "$pid"

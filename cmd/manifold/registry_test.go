@@ -88,12 +88,17 @@ func TestPullAPIServesBuildsToRealClients(t *testing.T) {
 	if resp.StatusCode != 206 || resp.Header.Get("Content-Length") != "10" {
 		t.Fatalf("ranged blob = %d %v", resp.StatusCode, resp.Header)
 	}
+	code, body = a.do(t, "GET", "/v2/builds/referrers/"+first.IndexDigest, "")
+	if code != 200 || !strings.Contains(string(body), `"manifests":[]`) {
+		t.Fatalf("referrers = %d %s", code, body)
+	}
 	for _, tt := range []struct {
 		method, path string
 		status       int
 		code         string
 	}{
 		{"GET", "/v2/nobody/here/manifests/1", 404, "NAME_UNKNOWN"},
+		{"GET", "/v2/builds/referrers/sha256:xyz", 400, "DIGEST_INVALID"},
 		{"GET", "/v2/team/clock/manifests/9.9", 404, "MANIFEST_UNKNOWN"},
 		{"GET", "/v2/builds/manifests/01m8evrp2r0004ny3xknjd6vgd", 404, "MANIFEST_UNKNOWN"},
 		{"GET", "/v2/builds/manifests/sha256:" + strings.Repeat("0", 64), 404, "MANIFEST_UNKNOWN"},
