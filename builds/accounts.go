@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -164,6 +165,9 @@ type Accounts struct {
 	mu         sync.Mutex
 	ipAttempts map[string][]time.Time
 	dummyHash  string
+	// hasUsers latches once an account exists: no route deletes the last
+	// one (nobody deletes themselves), so setup mode never comes back.
+	hasUsers atomic.Bool
 }
 
 // NewAccounts wires the account service.
@@ -239,8 +243,15 @@ func hashSecret(s string) string {
 }
 
 // SetupMode reports whether no account exists yet.
+// Every request without credentials asks, so the answer is cached once false.
 func (a *Accounts) SetupMode(ctx context.Context) (bool, error) {
+	if a.hasUsers.Load() {
+		return false, nil
+	}
 	n, err := a.store.CountUsers(ctx)
+	if err == nil && n > 0 {
+		a.hasUsers.Store(true)
+	}
 	return n == 0, err
 }
 

@@ -279,7 +279,7 @@ func (s *ContentStore) CopyBlob(w io.Writer, d digest.Digest, off, n int64) erro
 	return err
 }
 
-// OpenBlob opens a stored blob for reading from offset off.
+// OpenBlob opens a stored blob for reading.
 func (s *ContentStore) OpenBlob(d digest.Digest) (*os.File, error) {
 	p, err := s.blobPath(d)
 	if err != nil {

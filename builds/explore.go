@@ -107,6 +107,8 @@ type BlobView struct {
 	Provenance *Provenance `json:"provenance,omitempty"`
 	// Note says what was found when the blob is not what a viewer expects.
 	Note string `json:"note,omitempty"`
+	// Raw is the JSON blob's bytes (at most 4 MiB), for the page to print.
+	Raw json.RawMessage `json:"-"`
 }
 
 func (s *Service) statBlob(ctx context.Context, ref string) (ocispec.Descriptor, error) {
@@ -201,7 +203,7 @@ func (s *Service) Blob(ctx context.Context, ref string) (*BlobView, error) {
 		return nil, err
 	}
 	desc.MediaType = mt
-	v := &BlobView{Kind: kind, Digest: desc.Digest.String(), Size: desc.Size, MediaType: mt}
+	v := &BlobView{Kind: kind, Digest: desc.Digest.String(), Size: desc.Size, MediaType: mt, Raw: body}
 	switch kind {
 	case KindIndex:
 		v.Index, err = s.indexView(ctx, desc)
@@ -651,21 +653,4 @@ func SortFiles(files []FileEntry, by string) []FileEntry {
 		sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	}
 	return out
-}
-
-// BlobJSON returns a JSON blob's bytes (manifests, configs, attestations), at most 4 MiB.
-func (s *Service) BlobJSON(ctx context.Context, ref string) ([]byte, error) {
-	desc, err := s.statBlob(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	if desc.Size > maxManifestSize {
-		return nil, nil
-	}
-	f, err := s.runner.content.OpenBlob(desc.Digest)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, maxManifestSize))
 }

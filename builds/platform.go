@@ -51,7 +51,8 @@ func ParsePlatform(s string) (string, error) {
 	if err != nil {
 		return "", CodeErrorf(EInvalid, "invalid_platform", "%q is not a platform; %s", s, hint)
 	}
-	return FormatPlatform(platforms.Normalize(p).OS, platforms.Normalize(p).Architecture, platforms.Normalize(p).Variant), nil
+	n := platforms.Normalize(p)
+	return FormatPlatform(n.OS, n.Architecture, n.Variant), nil
 }
 
 func validVariant(arch, variant string) bool {

@@ -80,15 +80,6 @@ func (r *recorder) run(ch chan *client.SolveStatus) {
 	r.persist(events, nil)
 }
 
-// steps returns a copy of every step seen so far.
-func (r *recorder) snapshot() []Step {
-	out := make([]Step, len(r.steps))
-	for i, s := range r.steps {
-		out[i] = *s
-	}
-	return out
-}
-
 func (r *recorder) persist(events []Event, changed map[string]bool) {
 	if len(events) == 0 && len(changed) == 0 {
 		return

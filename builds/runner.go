@@ -217,11 +217,12 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	// The app context may be over: finishing must still be recorded.
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(appCtx), 10*time.Second)
 	defer fcancel()
+	allOK := true
+	for _, p := range res.Pushes {
+		allOK = allOK && p.OK
+	}
 	for i, p := range res.Pushes {
-		allOK := true
-		for _, q := range res.Pushes {
-			allOK = allOK && q.OK
-		}
+		// The build counts as pushed once its last push is recorded, if all worked.
 		if err := r.store.RecordPush(fctx, id, p, allOK && i == len(res.Pushes)-1); err != nil {
 			log.Error("record push", "err", err)
 		}

@@ -64,17 +64,23 @@ func (s *Service) Nodes(ctx context.Context) []NodeStatus {
 	return []NodeStatus{s.node.Status(ctx, 3*time.Second)}
 }
 
-// Platforms lists the platforms the reachable nodes can build, or nil when none answers.
-func (s *Service) Platforms(ctx context.Context) []string {
-	var out []string
+// Platforms lists what the answering nodes can build; down is what the
+// first node that does not answer said, or "".
+func (s *Service) Platforms(ctx context.Context) (avail []string, down string) {
 	for _, n := range s.Nodes(ctx) {
+		if !n.OK {
+			if down == "" {
+				down = n.Error
+			}
+			continue
+		}
 		for _, p := range n.Platforms {
-			if !slices.Contains(out, p) {
-				out = append(out, p)
+			if !slices.Contains(avail, p) {
+				avail = append(avail, p)
 			}
 		}
 	}
-	return out
+	return avail, down
 }
 
 // Start validates req, records a queued build and queues it. An upload the
@@ -152,21 +158,10 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	for _, t := range tags {
 		tagNames = append(tagNames, t.Full)
 	}
-	nodes := s.Nodes(ctx)
-	var avail []string
-	reachable := false
-	for _, n := range nodes {
-		if n.OK {
-			reachable = true
-			for _, p := range n.Platforms {
-				if !slices.Contains(avail, p) {
-					avail = append(avail, p)
-				}
-			}
-		}
-	}
+	avail, _ := s.Platforms(ctx)
+	reachable := len(avail) > 0
 	if len(plats) == 0 {
-		if reachable && len(avail) > 0 {
+		if reachable {
 			plats = []string{avail[0]}
 		} else {
 			plats = []string{"linux/" + runtime.GOARCH}

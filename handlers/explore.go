@@ -107,8 +107,8 @@ func (h *Handlers) BlobPage(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	pv := templates.BlobPageView{Blob: v, Host: r.Host}
-	if raw, err := h.Builds.BlobJSON(r.Context(), ref); err == nil && len(raw) > 0 && v.Kind != builds.KindUnknown {
-		pv.Raw = templates.PrettyJSON(raw)
+	if len(v.Raw) > 0 && v.Kind != builds.KindUnknown {
+		pv.Raw = templates.PrettyJSON(v.Raw)
 	}
 	return render(w, r, http.StatusOK, templates.BlobPage(pv))
 }

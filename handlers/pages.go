@@ -32,18 +32,8 @@ func render(w http.ResponseWriter, r *http.Request, status int, c templ.Componen
 
 // fillPlatforms sets the form's platform checkboxes from what the nodes report.
 func (h *Handlers) fillPlatforms(r *http.Request, v *templates.NewBuildView, checked []string) {
-	var avail []string
-	for _, n := range h.Builds.Nodes(r.Context()) {
-		if !n.OK {
-			v.Unreachable = n.Error
-			continue
-		}
-		for _, p := range n.Platforms {
-			if !slices.Contains(avail, p) {
-				avail = append(avail, p)
-			}
-		}
-	}
+	avail, down := h.Builds.Platforms(r.Context())
+	v.Unreachable = down
 	if checked == nil {
 		for _, p := range []string{"linux/amd64", "linux/arm64"} {
 			if slices.Contains(avail, p) {

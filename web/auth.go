@@ -8,27 +8,16 @@ import (
 	"strings"
 
 	"manifold/builds"
+	"manifold/handlers"
 	"manifold/templates"
 )
-
-// SessionCookie names the browser session cookie.
-const SessionCookie = "manifold_session"
-
-// clientIP is the request's peer address (proxies' headers are not trusted).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
 
 // fromThisMachine is a loopback request that no proxy forwarded.
 func fromThisMachine(r *http.Request) bool {
 	if r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "" || r.Header.Get("X-Real-Ip") != "" {
 		return false
 	}
-	ip := net.ParseIP(clientIP(r))
+	ip := net.ParseIP(handlers.ClientIP(r))
 	return ip != nil && ip.IsLoopback()
 }
 
@@ -55,10 +44,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case token != "":
 			id, authErr = s.accounts.TokenIdentity(ctx, token)
 		default:
-			if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+			if c, err := r.Cookie(handlers.SessionCookie); err == nil && c.Value != "" {
 				id, authErr = s.accounts.SessionIdentity(ctx, c.Value)
 				if authErr != nil {
-					http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+					http.SetCookie(w, &http.Cookie{Name: handlers.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 				}
 			} else if setup, err := s.accounts.SetupMode(ctx); err == nil && setup && fromThisMachine(r) {
 				id = builds.Identity{User: "setup", Role: builds.RoleAdmin, Via: "setup"}
