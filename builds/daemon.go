@@ -24,6 +24,14 @@ type DaemonConfig struct {
 	// Mirror is a registry host:port used as the docker.io mirror (plain HTTP), or "".
 	Mirror string
 	Log    *slog.Logger
+	// Network is where RUN steps get their network: NetworkBridge (also
+	// when empty), NetworkHost or NetworkNone.
+	Network string
+	// Frontends limits the `# syntax=` frontend images buildkitd itself
+	// runs: none when empty.
+	Frontends FrontendPolicy
+	// CNIBinDir holds the CNI plugins; /usr/lib/cni or /opt/cni/bin when empty.
+	CNIBinDir string
 }
 
 // Daemon supervises a buildkitd child: it writes its config, starts it,
@@ -37,6 +45,9 @@ type Daemon struct {
 	stopped bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	net      *bridgeNet // the bridge network's set-up, or nil
+	teardown sync.Once
 }
 
 // Addr is the daemon's unix:// address.
@@ -88,11 +99,32 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig, ready time.Duration) (*D
 	if len(sock) > 100 {
 		return nil, fmt.Errorf("the buildkitd socket path %s is too long for a unix socket; use a shorter data folder", sock)
 	}
-	if err := os.WriteFile(filepath.Join(root, "buildkitd.toml"), []byte(daemonConfigTOML(root, sock, cfg.Mirror)), 0o600); err != nil {
+	mode, err := ParseBuildNetwork(cfg.Network)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Network = mode
+	var bn *bridgeNet
+	switch mode {
+	case NetworkBridge:
+		if bn, err = prepareBridge(root, cfg.CNIBinDir); err != nil {
+			return nil, err
+		}
+		cfg.Log.Info("build network: RUN steps get their own network namespace; this machine's addresses and link-local addresses are dropped",
+			"bridge", bn.Name, "subnet", bn.Subnet.String())
+	case NetworkHost:
+		cfg.Log.Warn("build network host: RUN steps share this machine's network and reach Manifold, the registry mirror and every local service; use it only for trusted Dockerfiles")
+	case NetworkNone:
+		cfg.Log.Info("build network none: RUN steps get no network")
+	}
+	if err := os.WriteFile(filepath.Join(root, "buildkitd.toml"), []byte(daemonConfigTOML(cfg, sock, bn)), 0o600); err != nil {
+		if bn != nil {
+			bn.uninstall()
+		}
 		return nil, fmt.Errorf("write buildkitd.toml: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d := &Daemon{cfg: cfg, addr: "unix://" + sock, cancel: cancel, done: make(chan struct{})}
+	d := &Daemon{cfg: cfg, addr: "unix://" + sock, cancel: cancel, done: make(chan struct{}), net: bn}
 	go d.supervise(runCtx)
 
 	node, err := NewNode("embedded", d.addr, TLSConfig{})
@@ -115,11 +147,63 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig, ready time.Duration) (*D
 	}
 }
 
-func daemonConfigTOML(root, sock, mirror string) string {
+// prepareBridge checks the machine can run the bridge network, writes its
+// CNI configuration under root and installs its firewall rules.
+func prepareBridge(root, cniDir string) (*bridgeNet, error) {
+	dirs := cniBinDirs
+	if cniDir != "" {
+		dirs = []string{cniDir}
+	}
+	bin, err := checkBridgeNeeds(dirs)
+	if err != nil {
+		return nil, err
+	}
+	bn, err := newBridgeNet(root, bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(bn.IPAMDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the CNI folder: %w", err)
+	}
+	if err := os.WriteFile(bn.Conflist, []byte(bn.conflist()), 0o600); err != nil {
+		return nil, fmt.Errorf("write the CNI configuration: %w", err)
+	}
+	if err := bn.install(); err != nil {
+		return nil, err
+	}
+	return bn, nil
+}
+
+// daemonConfigTOML is buildkitd's configuration; bn is the bridge network
+// in bridge mode, nil otherwise.
+func daemonConfigTOML(cfg DaemonConfig, sock string, bn *bridgeNet) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by Manifold at every start; edits are overwritten.\nroot = %q\n\n", root)
+	fmt.Fprintf(&b, "# Written by Manifold at every start; edits are overwritten.\nroot = %q\n\n", cfg.Root)
 	fmt.Fprintf(&b, "[grpc]\n  address = [%q]\n\n", "unix://"+sock)
-	b.WriteString("[worker.oci]\n  enabled = true\n  gc = true\n\n[worker.containerd]\n  enabled = false\n")
+	b.WriteString("[worker.oci]\n  enabled = true\n  gc = true\n")
+	if bn != nil {
+		fmt.Fprintf(&b, "  networkMode = \"cni\"\n  cniConfigPath = %q\n  cniBinaryPath = %q\n", bn.Conflist, bn.BinDir)
+	} else {
+		// Explicit: "auto" would fall back to the host network with a warning.
+		// In none mode every solve asks for no network instead.
+		b.WriteString("  networkMode = \"host\"\n")
+	}
+	b.WriteString("\n[worker.containerd]\n  enabled = false\n")
+	// buildkitd's own check of `# syntax=` images; it compares repositories
+	// only, so Manifold checks exact references before each solve too.
+	if repos := cfg.Frontends.Repositories(); len(repos) > 0 {
+		fmt.Fprintf(&b, "\n[frontend.\"gateway.v0\"]\n  enabled = true\n  allowedRepositories = [")
+		for i, r := range repos {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", r)
+		}
+		b.WriteString("]\n")
+	} else {
+		b.WriteString("\n[frontend.\"gateway.v0\"]\n  enabled = false\n")
+	}
+	mirror := cfg.Mirror
 	if mirror != "" {
 		fmt.Fprintf(&b, "\n[registry.\"docker.io\"]\n  mirrors = [%q]\n\n[registry.%q]\n  http = true\n", mirror, mirror)
 	}
@@ -219,6 +303,15 @@ func (d *Daemon) Stop() {
 	d.mu.Unlock()
 	d.cancel()
 	<-d.done
+	d.teardown.Do(func() {
+		if d.net == nil {
+			return
+		}
+		d.net.uninstall()
+		if err := d.net.removeBridge(); err != nil {
+			d.cfg.Log.Warn("remove the build network's bridge", "err", err)
+		}
+	})
 }
 
 // logfmtMessage pulls msg="…" out of a logrus logfmt line; other lines pass unchanged.

@@ -145,6 +145,10 @@ type solveSpec struct {
 	Push     []string
 	Insecure bool
 	Session  []session.Attachable
+	// NoForward keeps the Dockerfile frontend from following a `# syntax=`
+	// line; NoNetwork gives every RUN step no network.
+	NoForward bool
+	NoNetwork bool
 }
 
 // solve runs spec on the daemon, sending progress to ch (which Solve closes).
@@ -165,6 +169,14 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 		"multi-platform": "true",
 	}
 	spec.Options.frontendAttrs(attrs)
+	if spec.NoForward {
+		// The Dockerfile frontend forwards to a `# syntax=` image only when no
+		// "cmdline" is given (frontend/dockerfile/builder/build.go).
+		attrs["cmdline"] = ""
+	}
+	if spec.NoNetwork {
+		attrs["force-network-mode"] = "none"
+	}
 	mounts := map[string]fsutil.FS{}
 	inputs := map[string]llb.State{}
 	addMount := func(key, dir string) error {

@@ -40,6 +40,10 @@ type Runner struct {
 	git     GitPolicy
 	listing ListingLimits
 
+	// frontends and network: what `# syntax=` may name, and the build network mode.
+	frontends FrontendPolicy
+	network   string
+
 	mu      sync.Mutex
 	queue   []string
 	running map[string]context.CancelCauseFunc
@@ -69,6 +73,10 @@ type RunnerConfig struct {
 	Git GitPolicy
 	// Listing bounds the explorer's layer listings.
 	Listing ListingLimits
+	// Frontends lists the `# syntax=` frontends builds may use; none when empty.
+	Frontends FrontendPolicy
+	// Network is the build network mode; NetworkNone asks every solve for no network.
+	Network string
 }
 
 // SecretSource opens a user's build secrets for one solve.
@@ -90,6 +98,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
 		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, git: cfg.Git, listing: cfg.Listing,
+		frontends: cfg.Frontends, network: cfg.Network,
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -272,6 +281,11 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 			}
 		}
 	}
+	noForward, err := r.checkFrontend(b, spec.ContextDir, b.DockerfilePath)
+	if err != nil {
+		return fail("%s", err.Error())
+	}
+	spec.NoForward, spec.NoNetwork = noForward, r.network == NetworkNone
 
 	if r.regs != nil {
 		spec.Session = []session.Attachable{r.regs.authProvider()}

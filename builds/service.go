@@ -120,6 +120,12 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.runner.frontends.CheckBuildArgs(opts.BuildArgs); err != nil {
+		return nil, err
+	}
+	if err := s.runner.frontends.CheckDockerfile([]byte(df)); err != nil {
+		return nil, err
+	}
 	opts.Context = Source{Type: "none"}
 	switch {
 	case req.Upload != nil:

@@ -10,9 +10,10 @@ mkdir -p "$BIN"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# 1. Debian packages.
+# 1. Debian packages. containernetworking-plugins (in /usr/lib/cni), iptables and
+# iproute2 give RUN steps their own network (manifold serve --build-network bridge).
 need_pkgs=()
-for p in runc qemu-user-static skopeo umoci chromium git ca-certificates; do
+for p in runc qemu-user-static skopeo umoci chromium git ca-certificates containernetworking-plugins iptables iproute2; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

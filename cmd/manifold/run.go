@@ -41,6 +41,10 @@ type config struct {
 	Git         builds.GitPolicy
 	Listing     builds.ListingLimits
 	Sessions    builds.AccountsConfig
+	// BuildNetwork is where the embedded buildkitd's RUN steps get their network.
+	BuildNetwork string
+	// Frontends lists the `# syntax=` frontend images builds may name.
+	Frontends builds.FrontendPolicy
 }
 
 // run is the whole program; main only calls it.
@@ -184,6 +188,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	fs.DurationVar(&cfg.Sessions.IdleTimeout, "session-idle", idle, "a browser session unused this long ends (MANIFOLD_SESSION_IDLE)")
 	fs.DurationVar(&cfg.Sessions.AbsoluteTimeout, "session-max", abs, "a browser session ends this long after login (MANIFOLD_SESSION_MAX)")
+	fs.StringVar(&cfg.BuildNetwork, "build-network", env("MANIFOLD_BUILD_NETWORK", builds.NetworkBridge), "network of the embedded buildkitd's RUN steps: bridge (own namespace; this machine's addresses and link-local dropped; needs root and iptables), none (no network) or host (this machine's network: unsafe) (MANIFOLD_BUILD_NETWORK)")
+	var allowFrontends string
+	fs.StringVar(&allowFrontends, "allow-frontends", env("MANIFOLD_ALLOW_FRONTENDS", ""), "comma-separated Dockerfile frontend images a `# syntax=` line or BUILDKIT_SYNTAX may name, e.g. docker/dockerfile:1.7; empty allows none (MANIFOLD_ALLOW_FRONTENDS)")
 	fs.StringVar(&cfg.LogLevel, "log-level", env("MANIFOLD_LOG_LEVEL", "info"), "debug, info, warn or error (MANIFOLD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -226,6 +233,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		if _, _, err := net.SplitHostPort(cfg.Mirror); err != nil {
 			return cfg, fmt.Errorf("--mirror %q is not host:port", cfg.Mirror)
 		}
+	}
+	if cfg.BuildNetwork, err = builds.ParseBuildNetwork(cfg.BuildNetwork); err != nil {
+		return cfg, err
+	}
+	if cfg.Frontends, err = builds.ParseFrontendAllowList(allowFrontends); err != nil {
+		return cfg, err
 	}
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
 		return cfg, err
@@ -284,6 +297,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 		d, err := builds.StartDaemon(ctx, builds.DaemonConfig{
 			Binary: bin, Root: filepath.Join(data, "buildkit"), Mirror: cfg.Mirror, Log: log.With("component", "buildkitd"),
+			Network: cfg.BuildNetwork, Frontends: cfg.Frontends,
 		}, 60*time.Second)
 		if err != nil {
 			return fmt.Errorf("start the embedded buildkitd: %w", err)
@@ -295,6 +309,11 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	} else {
 		if node, err = builds.NewNode("remote", cfg.BuildKit, cfg.TLS); err != nil {
 			return err
+		}
+		if cfg.BuildNetwork == builds.NetworkNone {
+			log.Info("build network none: every solve asks the remote BuildKit for no network")
+		} else {
+			log.Warn("--build-network " + cfg.BuildNetwork + " does not apply to a remote BuildKit: its own configuration decides what RUN steps can reach (only none is asked for per solve)")
 		}
 	}
 	defer node.Close()
@@ -316,6 +335,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		Registries: regs,
 		Secrets:    accounts,
 		Git:        cfg.Git,
+		Frontends:  cfg.Frontends,
+		Network:    cfg.BuildNetwork,
 		Listing:    cfg.Listing,
 		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
 	})

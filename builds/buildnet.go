@@ -1,0 +1,323 @@
+package builds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Build network modes: where RUN steps of the embedded buildkitd get their network.
+const (
+	// NetworkBridge gives every RUN step its own network namespace on a
+	// bridge of this daemon's own; traffic from it to this machine's
+	// addresses and to link-local addresses is dropped.
+	NetworkBridge = "bridge"
+	// NetworkHost runs steps in this machine's network namespace: they reach
+	// everything this machine reaches, Manifold included. Unsafe.
+	NetworkHost = "host"
+	// NetworkNone gives steps no network at all.
+	NetworkNone = "none"
+)
+
+// ParseBuildNetwork checks a --build-network value; "" means bridge.
+func ParseBuildNetwork(s string) (string, error) {
+	switch s {
+	case "":
+		return NetworkBridge, nil
+	case NetworkBridge, NetworkHost, NetworkNone:
+		return s, nil
+	}
+	return "", fmt.Errorf("--build-network %q: use bridge (the default: steps get their own network and cannot reach this machine), host (steps share this machine's network, unsafe) or none (steps get no network)", s)
+}
+
+// bridgeBlock holds every daemon's /24: uncommon enough to miss the ranges
+// Docker, Kubernetes, podman, BuildKit's own default and home routers use.
+var bridgeBlock = netip.MustParsePrefix("10.199.0.0/16")
+
+// BridgeName is the name of the bridge an embedded buildkitd with this root
+// folder puts its RUN steps on: "mfbk" and a hash of the absolute root.
+func BridgeName(root string) string {
+	h := rootHash(root)
+	return "mfbk" + hex.EncodeToString(h[:4])
+}
+
+func rootHash(root string) [32]byte {
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	return sha256.Sum256([]byte(root))
+}
+
+// bridgeSubnet picks the daemon's /24 inside bridgeBlock: the one its root's
+// hash names, or the next that no other interface of this machine uses.
+// taken lists the prefixes of other interfaces' addresses.
+func bridgeSubnet(root string, taken []netip.Prefix) (netip.Prefix, error) {
+	h := rootHash(root)
+	base := bridgeBlock.Addr().As4()
+	for i := range 256 {
+		third := byte((int(h[4]) + i) % 256)
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{base[0], base[1], third, 0}), 24)
+		free := true
+		for _, t := range taken {
+			if t.Overlaps(p) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("every /24 of %s is in use on this machine; no subnet is left for the build network", bridgeBlock)
+}
+
+// interfacePrefixes lists the address prefixes of every interface but skip.
+func interfacePrefixes(skip string) []netip.Prefix {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, i := range ifs {
+		if i.Name == skip {
+			continue
+		}
+		addrs, err := i.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if p, err := netip.ParsePrefix(n.String()); err == nil {
+					out = append(out, p.Masked())
+				}
+			}
+		}
+	}
+	return out
+}
+
+// bridgeNet is one embedded daemon's CNI bridge network.
+type bridgeNet struct {
+	Name     string       // bridge interface, also the CNI network's name
+	Subnet   netip.Prefix // the steps' /24; .1 is the bridge's own address
+	Conflist string       // the CNI configuration file buildkitd reads
+	IPAMDir  string       // host-local's state, under the daemon's root
+	BinDir   string       // the CNI plugins
+}
+
+// cniPlugins are the CNI plugins the bridge network runs.
+var cniPlugins = []string{"bridge", "host-local", "loopback", "firewall"}
+
+// cniBinDirs are where distributions put the CNI plugins: Debian's
+// containernetworking-plugins, then the upstream default.
+var cniBinDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+
+// findCNIBinDir returns the first folder holding every CNI plugin needed.
+func findCNIBinDir(dirs []string) (string, error) {
+	for _, d := range dirs {
+		ok := true
+		for _, p := range cniPlugins {
+			if fi, err := os.Stat(filepath.Join(d, p)); err != nil || fi.IsDir() {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("the CNI plugins (%s) are not in %s; install them (Debian: apt-get install containernetworking-plugins)", strings.Join(cniPlugins, ", "), strings.Join(dirs, " or "))
+}
+
+// newBridgeNet derives the daemon's bridge from its (absolute) root folder.
+func newBridgeNet(root, binDir string) (*bridgeNet, error) {
+	name := BridgeName(root)
+	subnet, err := bridgeSubnet(root, interfacePrefixes(name))
+	if err != nil {
+		return nil, err
+	}
+	return &bridgeNet{
+		Name:     name,
+		Subnet:   subnet,
+		Conflist: filepath.Join(root, "cni", "manifold.conflist"),
+		IPAMDir:  filepath.Join(root, "cni", "ipam"),
+		BinDir:   binDir,
+	}, nil
+}
+
+// conflist is the CNI network BuildKit's "cni" mode reads (it adds the
+// loopback network itself): a bridge with NAT to the outside, addresses
+// from host-local with its state under the daemon's root, and the firewall
+// plugin, which accepts the steps' forwarded traffic on hosts whose FORWARD
+// policy is DROP and keeps other bridges out.
+func (n *bridgeNet) conflist() string {
+	type obj = map[string]any
+	v := obj{
+		"cniVersion": "1.0.0",
+		"name":       n.Name,
+		"plugins": []obj{
+			{
+				"type": "bridge", "bridge": n.Name, "isDefaultGateway": true, "ipMasq": true,
+				"ipam": obj{
+					"type":    "host-local",
+					"ranges":  [][]obj{{{"subnet": n.Subnet.String()}}},
+					"dataDir": n.IPAMDir,
+				},
+			},
+			{"type": "firewall", "backend": "iptables", "ingressPolicy": "same-bridge"},
+		},
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b) + "\n"
+}
+
+// chain is the iptables chain, in the raw table of both families, holding
+// Manifold's rules for this bridge.
+func (n *bridgeNet) chain() string { return "MANIFOLD-" + n.Name }
+
+// iptablesRules is every command that installs the rules, in order. They
+// sit in the raw table's PREROUTING, which runs before any rule CNI, Docker
+// or a host firewall puts in the filter table:
+//   - IPv4 from the bridge to an address that is not a plain remote unicast
+//     one (this machine's own addresses on every interface, the bridge's
+//     gateway, broadcast, multicast) is dropped, and so is link-local
+//     169.254.0.0/16 (cloud metadata);
+//   - IPv6 from the bridge is dropped whole: the steps get no IPv6 address.
+func (n *bridgeNet) iptablesRules() [][]string {
+	c := n.chain()
+	return [][]string{
+		{"iptables", "-t", "raw", "-N", c},
+		{"iptables", "-t", "raw", "-A", c, "-m", "addrtype", "!", "--dst-type", "UNICAST", "-j", "DROP"},
+		{"iptables", "-t", "raw", "-A", c, "-d", "169.254.0.0/16", "-j", "DROP"},
+		{"iptables", "-t", "raw", "-I", "PREROUTING", "-i", n.Name, "-j", c},
+		{"ip6tables", "-t", "raw", "-N", c},
+		{"ip6tables", "-t", "raw", "-A", c, "-j", "DROP"},
+		{"ip6tables", "-t", "raw", "-I", "PREROUTING", "-i", n.Name, "-j", c},
+	}
+}
+
+// firewallComment is what the CNI firewall plugin puts on its per-bridge
+// isolation rules; it never removes them, so Manifold does when it stops.
+const firewallComment = "CNI firewall plugin rules (ingressPolicy: same-bridge)"
+
+// cleanupCommands undo iptablesRules and the firewall plugin's isolation
+// rules for this bridge. Each may fail (nothing to remove): that is fine.
+func (n *bridgeNet) cleanupCommands() [][]string {
+	c := n.chain()
+	var cmds [][]string
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		cmds = append(cmds,
+			[]string{bin, "-t", "raw", "-D", "PREROUTING", "-i", n.Name, "-j", c},
+			[]string{bin, "-t", "raw", "-F", c},
+			[]string{bin, "-t", "raw", "-X", c},
+		)
+	}
+	cmds = append(cmds,
+		[]string{"iptables", "-D", "CNI-ISOLATION-STAGE-1", "-i", n.Name, "!", "-o", n.Name, "-m", "comment", "--comment", firewallComment, "-j", "CNI-ISOLATION-STAGE-2"},
+		[]string{"iptables", "-D", "CNI-ISOLATION-STAGE-2", "-o", n.Name, "-m", "comment", "--comment", firewallComment, "-j", "DROP"},
+	)
+	return cmds
+}
+
+// runIPTables runs one iptables command, waiting for the xtables lock
+// other daemons and the CNI plugins take too.
+func runIPTables(args []string) error {
+	full := append([]string{args[0], "-w"}, args[1:]...)
+	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// hasIPv6 tells whether the kernel has IPv6 at all; without it there is
+// nothing for ip6tables to guard.
+func hasIPv6() bool {
+	_, err := os.Stat("/proc/net/if_inet6")
+	return err == nil
+}
+
+// checkBridgeNeeds says, in one sentence, what this machine lacks for the
+// bridge network, or returns nil.
+func checkBridgeNeeds(cniDirs []string) (string, error) {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "Manifold runs as user "+fmt.Sprint(os.Geteuid())+", not root (buildkitd needs root to make network namespaces and firewall rules)")
+	}
+	bins := []string{"iptables"}
+	if hasIPv6() {
+		bins = append(bins, "ip6tables")
+	}
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err != nil {
+			missing = append(missing, b+" is not installed (Debian: apt-get install iptables)")
+		} else if os.Geteuid() == 0 {
+			if err := runIPTables([]string{b, "-t", "raw", "-S", "PREROUTING"}); err != nil {
+				missing = append(missing, b+" does not work here ("+err.Error()+")")
+			}
+		}
+	}
+	dir, err := findCNIBinDir(cniDirs)
+	if err != nil {
+		missing = append(missing, err.Error())
+	}
+	if len(missing) > 0 {
+		return "", errors.New("the build network \"bridge\" keeps RUN steps away from this machine's network, but it cannot be set up: " +
+			strings.Join(missing, "; ") +
+			". Fix that, or start with --build-network none (steps get no network) or --build-network host (steps share this machine's network: unsafe)")
+	}
+	return dir, nil
+}
+
+// install puts the rules in place, replacing any a crashed run left.
+func (n *bridgeNet) install() error {
+	n.uninstall()
+	for _, cmd := range n.iptablesRules() {
+		if cmd[0] == "ip6tables" && !hasIPv6() {
+			continue
+		}
+		if err := runIPTables(cmd); err != nil {
+			n.uninstall()
+			return fmt.Errorf("install the build network's firewall rules: %w", err)
+		}
+	}
+	return nil
+}
+
+// uninstall removes the rules and the bridge; what is already gone is skipped.
+func (n *bridgeNet) uninstall() {
+	for _, cmd := range n.cleanupCommands() {
+		if cmd[0] == "ip6tables" && !hasIPv6() {
+			continue
+		}
+		// A rule inserted twice (two starts racing) needs two deletions.
+		for range 10 {
+			if runIPTables(cmd) != nil || !slices.Contains(cmd, "-D") {
+				break
+			}
+		}
+	}
+}
+
+// removeBridge deletes the bridge the CNI bridge plugin made, once the
+// daemon has released every namespace on it.
+func (n *bridgeNet) removeBridge() error {
+	if _, err := net.InterfaceByName(n.Name); err != nil {
+		return nil
+	}
+	out, err := exec.Command("ip", "link", "delete", n.Name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip link delete %s: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
