@@ -1,12 +1,15 @@
 package builds
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBridgeNameAndSubnet(t *testing.T) {
@@ -234,5 +237,23 @@ func TestFrontendPolicy(t *testing.T) {
 	}
 	if err := none.CheckBuildArgs(map[string]string{"OTHER": "x"}); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestBridgeNeedsSaySo(t *testing.T) {
+	empty := t.TempDir()
+	_, err := checkBridgeNeeds([]string{empty})
+	if err == nil || !strings.Contains(err.Error(), "containernetworking-plugins") ||
+		!strings.Contains(err.Error(), "--build-network none") || !strings.Contains(err.Error(), "--build-network host") {
+		t.Fatalf("without CNI plugins: %v", err)
+	}
+	// StartDaemon stops there, before writing rules or starting anything.
+	root := t.TempDir()
+	_, err = StartDaemon(context.Background(), DaemonConfig{Binary: "/bin/false", Root: root, CNIBinDir: empty}, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "cannot be set up") {
+		t.Fatalf("StartDaemon without CNI plugins: %v", err)
+	}
+	if out, _ := exec.Command("iptables", "-t", "raw", "-S").CombinedOutput(); strings.Contains(string(out), BridgeName(root)) {
+		t.Fatalf("rules installed although start-up failed:\n%s", out)
 	}
 }
