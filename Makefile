@@ -29,11 +29,13 @@ test: setup check
 	go test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 
-# fuzz runs each parser's fuzz test for a bounded time; the corpus is in builds/testdata/fuzz.
+# fuzz runs each parser's fuzz test (name:package) for a bounded time; the corpus is in <package>/testdata/fuzz.
 FUZZTIME ?= 8s
 fuzz:
-	@for f in FuzzParsePlatforms FuzzContextArchive FuzzManifestDecoding FuzzGitSource; do \
-		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./builds || exit 1; \
+	@for fp in FuzzParsePlatforms:./builds FuzzContextArchive:./builds FuzzManifestDecoding:./builds FuzzGitSource:./builds \
+		FuzzParseHost:./builds/outbound; do \
+		f=$${fp%%:*}; pkg=$${fp#*:}; \
+		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
 bench: setup

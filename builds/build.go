@@ -153,9 +153,6 @@ type Request struct {
 	Upload *Upload `json:"-"`
 	// CreatedBy is the user starting the build; handlers set it.
 	CreatedBy string `json:"-"`
-	// FromThisMachine is set for setup-mode requests (no accounts yet, loopback
-	// only): fetching from this machine's own addresses grants them nothing new.
-	FromThisMachine bool `json:"-"`
 }
 
 // ListOptions pages through builds newest first: Before is the id of the last

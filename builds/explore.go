@@ -120,6 +120,9 @@ func (s *Service) statBlob(ctx context.Context, ref string) (ocispec.Descriptor,
 	if err != nil {
 		// A layer of an explored remote image is fetched when first opened.
 		if ferr := s.fetchOrigin(ctx, d.String()); ferr != nil {
+			if ErrorKind(ferr) == EInvalid {
+				return ocispec.Descriptor{}, ferr
+			}
 			return ocispec.Descriptor{}, CodeErrorf(EUpstream, "registry_error", "blob %s is not stored, and fetching it failed: %v", d, ferr)
 		}
 		info, err = s.runner.content.Info(ctx, d)

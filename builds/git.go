@@ -1,13 +1,10 @@
 package builds
 
 import (
-	"context"
 	"net"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
-	"time"
 )
 
 var (
@@ -35,6 +32,9 @@ func (g GitSource) Validate() (GitSource, error) {
 		return bad("git URL %q starts with '-'", g.URL)
 	}
 	if m := scpLike.FindStringSubmatch(g.URL); m != nil {
+		if strings.HasPrefix(m[2], "-") {
+			return bad("git URL %q has a host starting with '-'", g.URL)
+		}
 		if strings.HasPrefix(m[3], "-") {
 			return bad("git URL %q has a path starting with '-'", g.URL)
 		}
@@ -96,55 +96,4 @@ func (g GitSource) buildkitRef() string {
 		s += ":" + g.Subdir
 	}
 	return s
-}
-
-// GitPolicy limits where git contexts may be fetched from.
-type GitPolicy struct {
-	// AllowHosts, when not empty, lists the only hosts git contexts may name.
-	AllowHosts []string
-	// AllowPrivate lets git URLs reach loopback and link-local addresses.
-	AllowPrivate bool
-}
-
-// gitHost is the host a git URL names.
-func gitHost(u string) string {
-	if m := scpLike.FindStringSubmatch(u); m != nil {
-		return strings.ToLower(m[2])
-	}
-	if p, err := url.Parse(u); err == nil {
-		return strings.ToLower(p.Hostname())
-	}
-	return ""
-}
-
-// Check refuses hosts outside the allow-list and, unless allowed, hosts that
-// are or resolve to loopback, link-local or unspecified addresses — except for
-// requests from this machine itself in setup mode, which could reach those anyway.
-func (p GitPolicy) Check(ctx context.Context, g GitSource, fromThisMachine bool) error {
-	host := gitHost(g.URL)
-	if len(p.AllowHosts) > 0 && !slices.Contains(p.AllowHosts, host) {
-		return CodeErrorf(EInvalid, "git_host_not_allowed", "git host %q is not on this server's allow-list (%s)", host, strings.Join(p.AllowHosts, ", "))
-	}
-	if p.AllowPrivate || fromThisMachine {
-		return nil
-	}
-	ips := []net.IP{net.ParseIP(host)}
-	if ips[0] == nil {
-		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-		if err != nil {
-			return nil // BuildKit will say it cannot reach it
-		}
-		ips = ips[:0]
-		for _, a := range addrs {
-			ips = append(ips, a.IP)
-		}
-	}
-	for _, ip := range ips {
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast() {
-			return CodeErrorf(EInvalid, "git_host_not_allowed", "git host %q is a loopback or link-local address (%s); this server does not fetch from those", host, ip)
-		}
-	}
-	return nil
 }

@@ -141,10 +141,9 @@ type solveSpec struct {
 	// With neither, the context is empty.
 	ContextDir string
 	Git        *GitSource
-	// Push names the tags to push in the same Solve; Insecure allows plain HTTP for them.
-	Push     []string
-	Insecure bool
-	Session  []session.Attachable
+	Session    []session.Attachable
+	// SourcePolicy is asked about every source the solve loads.
+	SourcePolicy session.Attachable
 	// NoForward keeps the Dockerfile frontend from following a `# syntax=`
 	// line; NoNetwork gives every RUN step no network.
 	NoForward bool
@@ -218,14 +217,6 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 		Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},
 		OutputStore: spec.Store,
 	}}
-	if len(spec.Push) > 0 {
-		// The same image attributes as the OCI export, so the pushed digests are the stored ones.
-		attrs := map[string]string{"name": strings.Join(spec.Push, ","), "push": "true", "oci-mediatypes": "true"}
-		if spec.Insecure {
-			attrs["registry.insecure"] = "true"
-		}
-		exports = append(exports, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs})
-	}
 	opt := client.SolveOpt{
 		Ref:            spec.Ref,
 		Session:        spec.Session,
@@ -234,6 +225,8 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 		FrontendInputs: inputs,
 		LocalMounts:    mounts,
 		Exports:        exports,
+		// Every source the solve loads is put to Manifold's outbound policy.
+		SourcePolicyProvider: spec.SourcePolicy,
 	}
 	return c.Solve(ctx, nil, opt, ch)
 }

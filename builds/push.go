@@ -3,11 +3,16 @@ package builds
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"sync"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/client"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -16,7 +21,8 @@ func (s *Service) Registries() *Registries { return s.runner.regs }
 
 // Push sends an already built image from the store to target
 // ("registry/repo:tag") and records it in the build's history, whether it
-// worked or not. A registry that refuses gives its own words back.
+// worked or not. A target the outbound policy refuses is refused before
+// anything happens. A registry that refuses gives its own words back.
 func (s *Service) Push(ctx context.Context, id, target string) (Push, error) {
 	b, root, err := s.result(ctx, id)
 	if err != nil {
@@ -30,35 +36,125 @@ func (s *Service) Push(ctx context.Context, id, target string) (Push, error) {
 		return Push{}, CodeErrorf(EInvalid, "invalid_tag", "give one tag to push to")
 	}
 	t := tags[0]
+	if err := s.runner.checkRegistry(ctx, "push target "+t.Full+": registry", t.Host()); err != nil {
+		return Push{}, err
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
 	defer cancel()
-	err = s.pushFromStore(ctx, t, root)
-	p := Push{Target: t.Full, Digest: root.Digest.String(), At: time.Now().UTC(), OK: err == nil}
-	if err != nil {
-		p.Error = err.Error()
-	}
+	p, err := s.runner.push(ctx, t, root, nil)
 	if rerr := s.store.RecordPush(ctx, b.ID, p, false); rerr != nil {
 		return p, rerr
 	}
 	s.log.Info("pushed from the store", "build_id", b.ID, "target", t.Full, "ok", p.OK, "error", p.Error)
 	if err != nil {
+		if e, ok := refusedError("push target "+t.Full+": registry", "push_failed", err); ok && ErrorKind(e) == EInvalid {
+			return p, e
+		}
 		return p, CodeErrorf(EUpstream, "push_failed", "the push to %s failed: %s", t.Full, p.Error)
 	}
 	return p, nil
 }
 
-func (s *Service) pushFromStore(ctx context.Context, t TagRef, root ocispec.Descriptor) error {
-	pusher, err := s.resolver(ctx).Pusher(ctx, t.Full)
+// push sends root and everything it references from the store to t, through
+// the outbound policy, and says how it went; progress, when not nil, gets
+// one status per blob sent.
+func (r *Runner) push(ctx context.Context, t TagRef, root ocispec.Descriptor, progress func(ocispec.Descriptor)) (Push, error) {
+	p := Push{Target: t.Full, Digest: root.Digest.String()}
+	err := r.pushFromStore(ctx, t, root, progress)
+	p.At, p.OK = time.Now().UTC(), err == nil
+	if err != nil {
+		e, _ := refusedError("registry", "push_failed", err)
+		p.Error = e.Error()
+	}
+	return p, err
+}
+
+func (r *Runner) pushFromStore(ctx context.Context, t TagRef, root ocispec.Descriptor, progress func(ocispec.Descriptor)) error {
+	pusher, err := r.resolver(ctx).Pusher(ctx, t.Full)
 	if err != nil {
 		return fmt.Errorf("reach %s: %w", t.Host(), err)
 	}
-	return remotes.PushContent(ctx, pusher, root, s.runner.content, nil, platforms.All, nil)
+	var wrap func(images.Handler) images.Handler
+	if progress != nil {
+		wrap = func(h images.Handler) images.Handler {
+			return images.HandlerFunc(func(ctx context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+				children, err := h.Handle(ctx, d)
+				if err == nil && !images.IsManifestType(d.MediaType) && !images.IsIndexType(d.MediaType) {
+					progress(d)
+				}
+				return children, err
+			})
+		}
+	}
+	if err := remotes.PushContent(ctx, pusher, root, r.content, nil, platforms.All, wrap); err != nil {
+		return err
+	}
+	if progress != nil {
+		progress(root)
+	}
+	return nil
+}
+
+// pushAll pushes a finished build's result to each of its tags, after the
+// solve, from the store: the connections are Manifold's, so the outbound
+// policy checks every address they reach. Progress goes to the build's log as
+// one step per tag.
+func (r *Runner) pushAll(ctx context.Context, b *Build, root ocispec.Descriptor, rec *recorder) []Push {
+	tags, err := ParseTags(b.Tags)
+	if err != nil {
+		p := Push{Digest: root.Digest.String(), At: time.Now().UTC(), Error: ErrorMessage(err)}
+		return []Push{p}
+	}
+	ch := make(chan *client.SolveStatus, 16)
+	done := make(chan struct{})
+	go func() { defer close(done); rec.run(ch) }()
+	var out []Push
+	for _, t := range tags {
+		vertex := digest.FromString("manifold push " + b.ID + " " + t.Full)
+		started := time.Now()
+		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: "pushing " + t.Full, Started: &started}}}
+		var mu sync.Mutex
+		progress := func(d ocispec.Descriptor) {
+			mu.Lock()
+			defer mu.Unlock()
+			now := time.Now()
+			what := "layer"
+			switch {
+			case d.Digest == root.Digest:
+				what = "manifest list"
+			case d.MediaType == ocispec.MediaTypeImageConfig || d.MediaType == images.MediaTypeDockerSchema2Config:
+				what = "config"
+			case d.MediaType == "application/vnd.in-toto+json":
+				what = "attestation"
+			}
+			ch <- &client.SolveStatus{Statuses: []*client.VertexStatus{{
+				ID: "pushing " + what + " " + d.Digest.String(), Vertex: vertex, Current: d.Size, Total: d.Size,
+				Timestamp: now, Started: &now, Completed: &now,
+			}}}
+		}
+		if err := r.checkRegistry(ctx, "registry", t.Host()); err != nil {
+			// Checked when the build was started; the allow-list may have changed since.
+			out = append(out, Push{Target: t.Full, Digest: root.Digest.String(), At: time.Now().UTC(), Error: ErrorMessage(err)})
+		} else {
+			p, _ := r.push(ctx, t, root, progress)
+			out = append(out, p)
+		}
+		completed := time.Now()
+		last := out[len(out)-1]
+		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: "pushing " + t.Full, Started: &started, Completed: &completed, Error: last.Error}}}
+		r.log.Info("pushed", "build_id", b.ID, "target", t.Full, "ok", last.OK, "error", last.Error)
+	}
+	close(ch)
+	<-done
+	return out
 }
 
 // resolver talks to registries with the stored credentials, over plain HTTP
-// only where allowed.
-func (s *Service) resolver(ctx context.Context) remotes.Resolver {
-	regs := s.runner.regs
+// only where allowed, through the outbound policy: every connection it makes,
+// including redirects (registries send blob fetches to storage elsewhere) and
+// token requests, is checked at dial time.
+func (r *Runner) resolver(ctx context.Context) remotes.Resolver {
+	regs := r.regs
 	creds := func(host string) (string, string, error) {
 		if regs == nil {
 			return "", "", nil
@@ -72,8 +168,20 @@ func (s *Service) resolver(ctx context.Context) remotes.Resolver {
 		}
 		return regs.Insecure(ctx, host), nil
 	}
+	hc := r.outbound.Client()
+	auth := docker.NewDockerAuthorizer(docker.WithAuthCreds(creds), docker.WithAuthClient(hc))
+	checkRedirect := hc.CheckRedirect
+	// What containerd does on a redirect when the client has no CheckRedirect,
+	// after the policy's own check.
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := checkRedirect(req, via); err != nil {
+			return err
+		}
+		return auth.Authorize(req.Context(), req)
+	}
 	return docker.NewResolver(docker.ResolverOptions{Hosts: docker.ConfigureDefaultRegistries(
-		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(creds))),
+		docker.WithAuthorizer(auth),
 		docker.WithPlainHTTP(plain),
+		docker.WithClient(hc),
 	)})
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +18,8 @@ import (
 	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
+
+	"manifold/builds/outbound"
 )
 
 // RegistryCredential is what Manifold keeps for one registry host. The
@@ -41,9 +42,15 @@ type CredentialStore interface {
 // Registries manages registry credentials, sealed with AES-GCM under a key
 // file, and hands them to BuildKit and to pushes from the store.
 type Registries struct {
-	store CredentialStore
-	aead  cipher.AEAD
+	store  CredentialStore
+	aead   cipher.AEAD
+	policy *outbound.Policy
 }
+
+// SetPolicy sets the outbound policy that registry hosts must pass before
+// credentials are stored for them (nil refuses every non-public address).
+// It is called once, while wiring, before anything is served.
+func (r *Registries) SetPolicy(p *outbound.Policy) { r.policy = p }
 
 // LoadKey reads the 32-byte key at path (hex), creating it with mode 0600 on
 // first start. A key file others may read is refused.
@@ -146,6 +153,12 @@ func (r *Registries) Set(ctx context.Context, host, username, password string, i
 	if (username == "") != (password == "") {
 		return RegistryCredential{}, CodeErrorf(EInvalid, "invalid_credential", "give both a username and a password, or neither (to only mark the registry insecure)")
 	}
+	// Credentials for an address the policy refuses would only ever be sent there.
+	host, port := splitHostPort(h, "443")
+	if err := r.policy.Check(ctx, host, port); err != nil {
+		e, _ := refusedError("registry", "invalid_registry", err)
+		return RegistryCredential{}, e
+	}
 	sealed, err := r.seal(password, h)
 	if err != nil {
 		return RegistryCredential{}, err
@@ -203,16 +216,10 @@ func (r *Registries) Insecure(ctx context.Context, host string) bool {
 	return insecure
 }
 
+// isLoopbackHost reads host[:port] with the outbound policy's normaliser.
 func isLoopbackHost(host string) bool {
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(h, "[]"))
-	return ip != nil && ip.IsLoopback()
+	h, _ := splitHostPort(host, "")
+	return outbound.IsLoopback(h)
 }
 
 // authProvider hands the credentials to BuildKit through the session, for

@@ -33,11 +33,17 @@ func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, err
 		return RemoteRef{}, CodeErrorf(EInvalid, "invalid_reference", "%q is not an image reference like registry.example.com/team/app:1.2: %v", ref, err)
 	}
 	named = reference.TagNameOnly(named)
+	if err := s.runner.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
+		return RemoteRef{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	resolver := s.resolver(ctx)
+	resolver := s.runner.resolver(ctx)
 	name, root, err := resolver.Resolve(ctx, named.String())
 	if err != nil {
+		if e, ok := refusedError("registry", "registry_error", err); ok {
+			return RemoteRef{}, e
+		}
 		if errdefs.IsNotFound(err) {
 			return RemoteRef{}, CodeErrorf(ENotFound, "remote_not_found", "the registry has no %s: %v", named, err)
 		}
@@ -45,6 +51,9 @@ func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, err
 	}
 	fetcher, err := resolver.Fetcher(ctx, name)
 	if err != nil {
+		if e, ok := refusedError("registry", "registry_error", err); ok {
+			return RemoteRef{}, e
+		}
 		return RemoteRef{}, CodeErrorf(EUpstream, "registry_error", "fetch from %s: %v", name, err)
 	}
 	repo := named.Name()
@@ -101,6 +110,9 @@ func (s *Service) fetch(ctx context.Context, f remotes.Fetcher, d ocispec.Descri
 	}
 	rc, err := f.Fetch(ctx, d)
 	if err != nil {
+		if e, ok := refusedError("registry", "registry_error", err); ok {
+			return e
+		}
 		return CodeErrorf(EUpstream, "registry_error", "fetch %s: %v", d.Digest, err)
 	}
 	defer rc.Close()
@@ -116,9 +128,17 @@ func (s *Service) fetchOrigin(ctx context.Context, dg string) error {
 	if err != nil || !ok {
 		return err
 	}
-	resolver := s.resolver(ctx)
+	if named, err := reference.ParseNormalizedNamed(name); err == nil {
+		if err := s.runner.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
+			return err
+		}
+	}
+	resolver := s.runner.resolver(ctx)
 	fetcher, err := resolver.Fetcher(ctx, name)
 	if err != nil {
+		if e, ok := refusedError("registry", "registry_error", err); ok {
+			return e
+		}
 		return fmt.Errorf("fetch from %s: %w", name, err)
 	}
 	return s.fetch(ctx, fetcher, desc)

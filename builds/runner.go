@@ -17,6 +17,8 @@ import (
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/moby/buildkit/solver/errdefs"
+
+	"manifold/builds/outbound"
 )
 
 // Cancellation causes, so a finished solve knows why its context ended.
@@ -37,8 +39,9 @@ type Runner struct {
 	limits  ContextLimits
 	regs    *Registries
 	secrets SecretSource
-	git     GitPolicy
-	listing ListingLimits
+	// outbound decides which addresses registries, git and builds may reach.
+	outbound *outbound.Policy
+	listing  ListingLimits
 
 	// frontends and network: what `# syntax=` may name, and the build network mode.
 	frontends FrontendPolicy
@@ -69,8 +72,9 @@ type RunnerConfig struct {
 	Registries *Registries
 	// Secrets opens build secrets; nil when builds may not use any.
 	Secrets SecretSource
-	// Git limits where git contexts come from.
-	Git GitPolicy
+	// Outbound is the address policy for everything fetched or pushed on a
+	// user's word; nil refuses every non-public address.
+	Outbound *outbound.Policy
 	// Listing bounds the explorer's layer listings.
 	Listing ListingLimits
 	// Frontends lists the `# syntax=` frontends builds may use; none when empty.
@@ -97,7 +101,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, git: cfg.Git, listing: cfg.Listing,
+		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, outbound: cfg.Outbound, listing: cfg.Listing,
 		frontends: cfg.Frontends, network: cfg.Network,
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),
@@ -301,34 +305,14 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 		// Handed to BuildKit through the session only: never logged, never stored in clear.
 		spec.Session = append(spec.Session, secretsprovider.FromMap(vals))
 	}
-	if b.PushWanted {
-		spec.Push = b.Tags
-		for _, t := range b.Tags {
-			if tr, err := ParseTags([]string{t}); err == nil && r.regs != nil && r.regs.Insecure(ctx, tr[0].Host()) {
-				spec.Insecure = true
-			}
-		}
-	}
+	// BuildKit asks the outbound policy about every source it loads (ADD URLs, git, images).
+	spec.SourcePolicy = r.sourcePolicy()
 	rec := newRecorder(r.store, r.hub, b.ID, log)
-	solve := func() (*client.SolveResponse, error) {
-		ch := make(chan *client.SolveStatus)
-		recDone := make(chan struct{})
-		go func() { defer close(recDone); rec.run(ch) }()
-		resp, err := r.node.solve(ctx, spec, ch)
-		<-recDone
-		return resp, err
-	}
-	resp, err := solve()
-	pushErr := ""
-	if err != nil && len(spec.Push) > 0 && ctx.Err() == nil && isPushError(err, rec) {
-		// The image was built but the registry refused it: keep the result
-		// (the second solve is all cache hits) and record why the push failed.
-		pushErr = strings.TrimPrefix(grpcMessage(err), "failed to solve: ")
-		log.Warn("push failed; exporting the result without it", "err", pushErr)
-		spec.Push = nil
-		spec.Ref = b.Ref + "-nopush" // BuildKit keeps one history record per ref
-		resp, err = solve()
-	}
+	ch := make(chan *client.SolveStatus)
+	recDone := make(chan struct{})
+	go func() { defer close(recDone); rec.run(ch) }()
+	resp, err := r.node.solve(ctx, spec, ch)
+	<-recDone
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail("%s", context.Cause(ctx))
@@ -345,33 +329,21 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 	}
 	res := Result{Status: StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests}
 	if b.PushWanted {
-		for _, t := range b.Tags {
-			p := Push{Target: t, Digest: root.Digest.String(), At: time.Now().UTC(), OK: pushErr == "", Error: pushErr}
-			res.Pushes = append(res.Pushes, p)
-		}
+		// Pushed by Manifold from the store, after the solve, so the outbound
+		// policy checks every connection; a refused push keeps the result.
+		res.Pushes = r.pushAll(ctx, b, root, rec)
 	}
 	return res
-}
-
-// isPushError tells a failed push from a failed build: BuildKit names the
-// push in its error, or the failing step is the image export.
-func isPushError(err error, rec *recorder) bool {
-	msg := strings.ToLower(grpcMessage(err))
-	if strings.Contains(msg, "failed to push") || strings.Contains(msg, "pushing") {
-		return true
-	}
-	for _, s := range rec.steps {
-		if s.Error != "" && (strings.HasPrefix(s.Name, "exporting to image") || strings.HasPrefix(s.Name, "pushing")) {
-			return true
-		}
-	}
-	return false
 }
 
 // failure turns a Solve error into a result whose message names the failing
 // step and, where BuildKit gave source information, the Dockerfile line.
 func (r *Runner) failure(err error, rec *recorder, b *Build) Result {
 	msg := strings.TrimPrefix(grpcMessage(err), "failed to solve: ")
+	if deny := denyMessages(err); len(deny) > 0 {
+		// The outbound policy refused a source: its sentence says which and why.
+		msg = strings.Join(deny, "; ")
+	}
 	if lostBuilder(msg) {
 		return Result{Status: StatusFailed, Error: fmt.Sprintf("the builder was lost: BuildKit at %s stopped answering during the build (%s)", r.node.Addr, msg)}
 	}

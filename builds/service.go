@@ -145,7 +145,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		}
 		opts.Context = Source{Type: "upload", Digest: req.Upload.Digest, Size: req.Upload.Size, Files: files}
 	case opts.Git != nil:
-		if err := s.runner.git.Check(ctx, *opts.Git, req.FromThisMachine); err != nil {
+		if err := s.runner.checkGit(ctx, *opts.Git); err != nil {
 			return nil, err
 		}
 		opts.Context = Source{Type: "git"}
@@ -162,6 +162,12 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	}
 	tagNames := []string{}
 	for _, t := range tags {
+		if req.Push {
+			// Refused before anything is stored: the push runs after the build, from the store.
+			if err := s.runner.checkRegistry(ctx, "push target "+t.Full+": registry", t.Host()); err != nil {
+				return nil, err
+			}
+		}
 		tagNames = append(tagNames, t.Full)
 	}
 	avail, _ := s.Platforms(ctx)

@@ -70,7 +70,6 @@ func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 func (h *Handlers) start(r *http.Request, req builds.Request) (*builds.Build, error) {
 	id := identity(r)
 	req.CreatedBy = id.User
-	req.FromThisMachine = id.Via == "setup"
 	if len(req.Secrets) > 0 {
 		if err := h.Accounts.CheckSecrets(r.Context(), id.UserID, req.Secrets); err != nil {
 			h.Builds.DiscardUpload(req.Upload)

@@ -259,7 +259,8 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 }
 
 func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
-	a := startApp(t, "", "--buildkit", env.Addr())
+	// The test registry is loopback: it must be on the allow-list, and alone.
+	a := startApp(t, "", "--buildkit", env.Addr(), "--allow-hosts", env.Registry)
 	b := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": example, "platforms": []string{"linux/amd64", "linux/arm64"}}))
 	if b.Status != builds.StatusSucceeded {
 		t.Fatalf("build: %s", b.Error)
@@ -269,7 +270,7 @@ func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
 		t.Fatalf("push = %d %s", code, body)
 	}
 	// A second Manifold with an empty store reads it from the registry.
-	other := startApp(t, "", "--buildkit", env.Addr())
+	other := startApp(t, "", "--buildkit", env.Addr(), "--allow-hosts", env.Registry)
 	var got struct {
 		Remote builds.RemoteRef
 		Blob   builds.BlobView
@@ -316,7 +317,7 @@ func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
 	}{
 		{env.Registry + "/explore/clock:nope", 404, "remote_not_found"},
 		{"Not A Ref!", 400, "invalid_reference"},
-		{"127.0.0.1:1/down/app:1", 502, "registry_error"},
+		{"127.0.0.1:1/down/app:1", 400, "address_not_allowed"},
 	} {
 		code, body := other.do(t, "GET", "/api/v1/remote?ref="+url.QueryEscape(tt.ref), "")
 		var e struct{ Error, Code string }

@@ -29,7 +29,12 @@ func TestPushToARegistryWithAuth(t *testing.T) {
 	}
 	defer reg.Close()
 	_, port, _ := strings.Cut(reg.Addr, ":")
-	a := startApp(t, "", "--buildkit", env.Addr())
+	down, err := buildkittest.FreePort() // allow-listed, but nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Exactly this registry (under both its names) and the down one may be reached.
+	a := startApp(t, "", "--buildkit", env.Addr(), "--allow-hosts", reg.Addr+",localhost:"+port+","+down)
 
 	// Credentials go in sealed and never come back.
 	code, body := a.do(t, "PUT", "/api/v1/registries/"+reg.Addr, `{"username":"pusher","password":"s3cret-pass","insecure":true}`)
@@ -66,6 +71,11 @@ func TestPushToARegistryWithAuth(t *testing.T) {
 	if got := inspect(target); got != b.IndexDigest {
 		t.Fatalf("registry has %s for %s, the build stored %s", got, target, b.IndexDigest)
 	}
+	// Manifold pushed it from its store after the build, and the log says so.
+	code, logText := a.do(t, "GET", "/api/v1/builds/"+b.ID+"/log", "")
+	if code != 200 || !strings.Contains(string(logText), "pushing "+target) || !strings.Contains(string(logText), "pushing manifest list "+b.IndexDigest) {
+		t.Fatalf("log (%d) does not show the push:\n%s", code, logText)
+	}
 
 	// Promote later, from the store, to another tag.
 	promoted := reg.Addr + "/team/clock:stable"
@@ -88,12 +98,17 @@ func TestPushToARegistryWithAuth(t *testing.T) {
 	if code, _ := a.do(t, "GET", "/api/v1/builds/"+bad.ID+"/export", ""); code != 200 {
 		t.Fatalf("the result of a build whose push failed is not kept: export = %d", code)
 	}
-	// A registry that is down.
-	code, body = a.do(t, "POST", "/api/v1/builds/"+b.ID+"/push", `{"tag":"127.0.0.1:1/team/clock:x"}`)
+	// A registry that is down: the registry's host is named, the network's errno is not.
+	code, body = a.do(t, "POST", "/api/v1/builds/"+b.ID+"/push", `{"tag":"`+down+`/team/clock:x"}`)
 	var e struct{ Error, Code string }
 	_ = json.Unmarshal(body, &e)
-	if code != 502 || e.Code != "push_failed" || !strings.Contains(e.Error, "connection refused") {
+	if code != 502 || e.Code != "push_failed" || !strings.Contains(e.Error, "could not reach registry host "+down) || strings.Contains(e.Error, "refused") {
 		t.Fatalf("push to a down registry = %d %s", code, body)
+	}
+	// A loopback registry off the allow-list is refused before anything happens, and not recorded.
+	code, body = a.do(t, "POST", "/api/v1/builds/"+b.ID+"/push", `{"tag":"127.0.0.1:1/team/clock:x"}`)
+	if code != 400 || !strings.Contains(string(body), "address_not_allowed") || !strings.Contains(string(body), "127.0.0.1:1 is a loopback address") {
+		t.Fatalf("push to a loopback registry off the allow-list = %d %s", code, body)
 	}
 	code, body = a.do(t, "GET", "/api/v1/builds/"+b.ID, "")
 	var got builds.Build

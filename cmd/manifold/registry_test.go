@@ -10,10 +10,16 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"manifold/builds"
+	"manifold/builds/buildkittest"
 )
 
 func TestPullAPIServesBuildsToRealClients(t *testing.T) {
-	a := startApp(t, "", "--buildkit", env.Addr())
+	// BuildKit pulls FROM this server's own /v2/, on a loopback address: the allow-list must name it.
+	addr, err := buildkittest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, "", "--buildkit", env.Addr(), "--addr", addr, "--allow-hosts", addr)
 	host := strings.TrimPrefix(a.URL, "http://")
 	first := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": example, "platforms": []string{"linux/amd64", "linux/arm64"},
 		"tags": []string{"127.0.0.1:5999/team/clock:1.0", "clock"}}))

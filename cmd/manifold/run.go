@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"manifold/builds"
+	"manifold/builds/outbound"
 	"manifold/db"
 	"manifold/handlers"
 	"manifold/web"
@@ -38,9 +39,11 @@ type config struct {
 	Retention   builds.Retention
 	GCInterval  time.Duration
 	AnonPull    bool
-	Git         builds.GitPolicy
-	Listing     builds.ListingLimits
-	Sessions    builds.AccountsConfig
+	// AllowHosts lists the hosts outbound requests may reach although the
+	// address policy refuses them (comma-separated host or host:port).
+	AllowHosts string
+	Listing    builds.ListingLimits
+	Sessions   builds.AccountsConfig
 	// BuildNetwork is where the embedded buildkitd's RUN steps get their network.
 	BuildNetwork string
 	// Frontends lists the `# syntax=` frontend images builds may name.
@@ -163,9 +166,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	fs.DurationVar(&cfg.Retention.MinBlobAge, "gc-min-age", minAge, "blobs younger than this survive garbage collection (uploads not yet attached, exports in flight) (MANIFOLD_GC_MIN_AGE)")
 	fs.DurationVar(&cfg.GCInterval, "gc-interval", gcEvery, "how often retention and garbage collection run; 0 turns the timer off (MANIFOLD_GC_INTERVAL)")
-	var gitHosts string
-	fs.StringVar(&gitHosts, "git-allow-hosts", env("MANIFOLD_GIT_ALLOW_HOSTS", ""), "comma-separated hosts git contexts may come from; empty allows any (MANIFOLD_GIT_ALLOW_HOSTS)")
-	fs.BoolVar(&cfg.Git.AllowPrivate, "git-allow-private", env("MANIFOLD_GIT_ALLOW_PRIVATE", "") == "true", "let git contexts reach loopback and link-local addresses (MANIFOLD_GIT_ALLOW_PRIVATE=true)")
+	fs.StringVar(&cfg.AllowHosts, "allow-hosts", env("MANIFOLD_ALLOW_HOSTS", ""), "comma-separated host or host:port that registries, git contexts, remote images and build sources may reach although they are loopback, private, link-local or otherwise non-public addresses; empty allows none of those (MANIFOLD_ALLOW_HOSTS)")
 	maxEntries, err := intEnv("MANIFOLD_LAYER_MAX_ENTRIES", 200_000)
 	if err != nil {
 		return cfg, err
@@ -206,10 +207,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return cfg, fmt.Errorf("--layer-max-entries and --layer-max-bytes must be positive")
 	}
 	cfg.Listing.MaxEntries = int(layerEntries)
-	for _, h := range strings.Split(gitHosts, ",") {
-		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
-			cfg.Git.AllowHosts = append(cfg.Git.AllowHosts, h)
-		}
+	if _, err := outbound.New(cfg.AllowHosts, nil); err != nil {
+		return cfg, err
 	}
 	if retainDays < 0 || retainPerTag < 0 || cfg.GCInterval < 0 {
 		return cfg, fmt.Errorf("--retain-days, --retain-per-tag and --gc-interval cannot be negative")
@@ -330,11 +329,19 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	policy, err := outbound.New(cfg.AllowHosts, log.With("component", "outbound"))
+	if err != nil {
+		return err
+	}
+	if allow := policy.AllowList(); len(allow) > 0 {
+		log.Info("outbound requests may reach these non-public hosts", "allow_hosts", strings.Join(allow, ","))
+	}
+	regs.SetPolicy(policy)
 	accounts := builds.NewAccounts(db.NewAccounts(database), regs, cfg.Sessions)
 	runner := builds.NewRunner(builds.RunnerConfig{
 		Registries: regs,
 		Secrets:    accounts,
-		Git:        cfg.Git,
+		Outbound:   policy,
 		Frontends:  cfg.Frontends,
 		Network:    cfg.BuildNetwork,
 		Listing:    cfg.Listing,
