@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -77,16 +78,52 @@ func bridgeSubnet(root string, taken []netip.Prefix) (netip.Prefix, error) {
 			return p, nil
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("every /24 of %s is in use on this machine; no subnet is left for the build network", bridgeBlock)
+	return netip.Prefix{}, fmt.Errorf("every /24 of %s is already used by an address or route of this machine, so the build network has no subnet left; free one, or start with --build-network none", bridgeBlock)
 }
 
-// interfacePrefixes lists the address prefixes of every interface but skip.
+// routePrefixes lists the IPv4 routes of /proc/net/route (Destination
+// and Mask are little-endian hex) through any interface but skip, default
+// routes left out: a VPN's route to 10.0.0.0/8 also makes a subnet taken.
+func routePrefixes(table, skip string) []netip.Prefix {
+	var out []netip.Prefix
+	for i, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		if i == 0 || len(f) < 8 || f[0] == skip {
+			continue
+		}
+		dst, err1 := strconv.ParseUint(f[1], 16, 32)
+		mask, err2 := strconv.ParseUint(f[7], 16, 32)
+		if err1 != nil || err2 != nil || mask == 0 {
+			continue
+		}
+		a := [4]byte{byte(dst), byte(dst >> 8), byte(dst >> 16), byte(dst >> 24)}
+		bits := bitsOnes(uint32(mask))
+		if p, err := netip.AddrFrom4(a).Prefix(bits); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func bitsOnes(m uint32) int {
+	n := 0
+	for ; m != 0; m &= m - 1 {
+		n++
+	}
+	return n
+}
+
+// interfacePrefixes lists the address prefixes of every interface but skip,
+// and the routes through them.
 func interfacePrefixes(skip string) []netip.Prefix {
+	var out []netip.Prefix
+	if b, err := os.ReadFile("/proc/net/route"); err == nil {
+		out = routePrefixes(string(b), skip)
+	}
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return nil
+		return out
 	}
-	var out []netip.Prefix
 	for _, i := range ifs {
 		if i.Name == skip {
 			continue

@@ -257,3 +257,16 @@ func TestBridgeNeedsSaySo(t *testing.T) {
 		t.Fatalf("rules installed although start-up failed:\n%s", out)
 	}
 }
+
+func TestRoutePrefixes(t *testing.T) {
+	table := "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+		"eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n" +
+		"mfbk700595aa\t008FC70A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n" +
+		"eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n" +
+		"tun0\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n"
+	got := routePrefixes(table, "mfbk700595aa")
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("10.0.0.0/8")}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("routes %v, want %v (default route and the bridge's own left out)", got, want)
+	}
+}
