@@ -151,8 +151,8 @@ type AccountStore interface {
 type AccountsConfig struct {
 	IdleTimeout     time.Duration // a session unused this long ends; 12 h when zero
 	AbsoluteTimeout time.Duration // a session ends this long after login whatever; 7 days when zero
-	MaxFailures     int           // failed logins in a row before a lockout; 5 when zero
-	Lockout         time.Duration // how long; 15 min when zero
+	MaxFailures     int           // failed logins in a row, per user name and address, before each next try waits; 5 when zero
+	Lockout         time.Duration // the longest such wait (it doubles from 15 s); 5 min when zero
 	IPAttempts      int           // failed logins per IP per minute before it must wait; 30 when zero
 }
 
@@ -164,6 +164,7 @@ type Accounts struct {
 
 	mu         sync.Mutex
 	ipAttempts map[string][]time.Time
+	backoff    map[string]*loginBackoff // by user name and address
 	dummyHash  string
 	// hasUsers latches once an account exists: no route deletes the last
 	// one (nobody deletes themselves), so setup mode never comes back.
@@ -182,12 +183,12 @@ func NewAccounts(store AccountStore, sealer *Registries, cfg AccountsConfig) *Ac
 		cfg.MaxFailures = 5
 	}
 	if cfg.Lockout <= 0 {
-		cfg.Lockout = 15 * time.Minute
+		cfg.Lockout = 5 * time.Minute
 	}
 	if cfg.IPAttempts <= 0 {
 		cfg.IPAttempts = 30
 	}
-	return &Accounts{store: store, sealer: sealer, cfg: cfg, ipAttempts: map[string][]time.Time{}, dummyHash: HashPassword("not a real password, for timing")}
+	return &Accounts{store: store, sealer: sealer, cfg: cfg, ipAttempts: map[string][]time.Time{}, backoff: map[string]*loginBackoff{}, dummyHash: HashPassword("not a real password, for timing")}
 }
 
 // Argon2id parameters (RFC 9106's second recommendation, lighter on memory).
@@ -341,41 +342,107 @@ func waitText(d time.Duration) string {
 	return fmt.Sprintf("%d minutes", int(d.Minutes())+1)
 }
 
+// loginBackoff slows down guessing one user name from one address.
+type loginBackoff struct {
+	failures int
+	until    time.Time // no try before this
+	last     time.Time
+}
+
+// firstBackoff is the first wait after MaxFailures failures; each further failure doubles it.
+const firstBackoff = 15 * time.Second
+
+func backoffKey(name, ip string) string { return strings.ToLower(name) + "\x00" + ip }
+
+// waiting reports how long name must wait from ip before its next try.
+func (a *Accounts) waiting(name, ip string, now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if b := a.backoff[backoffKey(name, ip)]; b != nil && now.Before(b.until) {
+		return b.until.Sub(now)
+	}
+	return 0
+}
+
+// loginFailed counts a failure of name from ip and returns the wait it now
+// has before the next try (0 for the first MaxFailures failures).
+func (a *Accounts) loginFailed(name, ip string, now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.backoff) > 100_000 { // bounded: drop what is stale, else everything
+		for k, b := range a.backoff {
+			if now.Sub(b.last) > time.Hour {
+				delete(a.backoff, k)
+			}
+		}
+		if len(a.backoff) > 100_000 {
+			a.backoff = map[string]*loginBackoff{}
+		}
+	}
+	k := backoffKey(name, ip)
+	b := a.backoff[k]
+	if b == nil || now.Sub(b.last) > time.Hour {
+		b = &loginBackoff{}
+		a.backoff[k] = b
+	}
+	b.failures++
+	b.last = now
+	if b.failures < a.cfg.MaxFailures {
+		return 0
+	}
+	wait := a.cfg.Lockout
+	if n := b.failures - a.cfg.MaxFailures; n < 16 {
+		wait = min(firstBackoff<<n, a.cfg.Lockout)
+	}
+	b.until = now.Add(wait)
+	return wait
+}
+
+func (a *Accounts) loginSucceeded(name, ip string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.backoff, backoffKey(name, ip))
+}
+
+func tooManyFailures(wait time.Duration) error {
+	return CodeErrorf(ETooMany, "too_many_failures", "too many failed logins for this user name from your address; try again in %s", waitText(wait))
+}
+
 // Login checks a password and opens a session; it returns the session's secret.
 // An unknown user and a wrong password get the same answer in the same time.
+// Failures slow down further tries of that name from that address only, so
+// nobody elsewhere can lock the real user out; there is no account-wide lock.
 func (a *Accounts) Login(ctx context.Context, name, password, ip string) (string, Session, error) {
 	if wait, ok := a.allowIP(ip); !ok {
 		return "", Session{}, CodeErrorf(ETooMany, "too_many_attempts", "too many login attempts from your address; try again in %s", waitText(wait))
 	}
-	u, hash, failed, err := a.store.UserByName(ctx, name)
+	now := time.Now().UTC()
+	if wait := a.waiting(name, ip, now); wait > 0 {
+		return "", Session{}, tooManyFailures(wait)
+	}
+	fail := func() error {
+		a.ipFailed(ip)
+		if wait := a.loginFailed(name, ip, now); wait > 0 {
+			return tooManyFailures(wait)
+		}
+		return errBadLogin
+	}
+	u, hash, _, err := a.store.UserByName(ctx, name)
 	if err != nil {
 		if ErrorKind(err) == ENotFound {
 			checkPassword(a.dummyHash, password) // the same work as for a real user
-			a.ipFailed(ip)
-			return "", Session{}, errBadLogin
+			return "", Session{}, fail()
 		}
 		return "", Session{}, err
 	}
-	now := time.Now().UTC()
-	if u.LockedUntil != nil && now.Before(*u.LockedUntil) {
-		checkPassword(a.dummyHash, password)
-		return "", Session{}, CodeErrorf(ETooMany, "locked", "this account is locked after %d failed logins; try again in %s", a.cfg.MaxFailures, waitText(u.LockedUntil.Sub(now)))
-	}
 	if !checkPassword(hash, password) {
-		a.ipFailed(ip)
-		var lock *time.Time
-		if failed+1 >= a.cfg.MaxFailures {
-			t := now.Add(a.cfg.Lockout)
-			lock = &t
-		}
-		if err := a.store.LoginFailed(ctx, u.ID, lock); err != nil {
+		// Counted for the admin's view; it never locks the account.
+		if err := a.store.LoginFailed(ctx, u.ID, nil); err != nil {
 			return "", Session{}, err
 		}
-		if lock != nil {
-			return "", Session{}, CodeErrorf(ETooMany, "locked", "this account is locked after %d failed logins; try again in %s", a.cfg.MaxFailures, waitText(a.cfg.Lockout))
-		}
-		return "", Session{}, errBadLogin
+		return "", Session{}, fail()
 	}
+	a.loginSucceeded(name, ip)
 	if err := a.store.LoginSucceeded(ctx, u.ID); err != nil {
 		return "", Session{}, err
 	}

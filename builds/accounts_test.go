@@ -2,7 +2,9 @@ package builds_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"manifold/builds"
@@ -35,8 +37,8 @@ func TestFailedLoginsFromOneAddressWait(t *testing.T) {
 			t.Fatalf("login: %v", err)
 		}
 	}
-	for i := range 10 {
-		if _, _, err := a.Login(ctx, "nobody", "x", "10.0.0.2"); builds.ErrorCode(err) != "bad_login" {
+	for i := range 10 { // ten names, so only the per-address limit applies
+		if _, _, err := a.Login(ctx, fmt.Sprintf("nobody%d", i), "x", "10.0.0.2"); builds.ErrorCode(err) != "bad_login" {
 			t.Fatalf("failure %d: %v", i, err)
 		}
 	}
@@ -45,6 +47,42 @@ func TestFailedLoginsFromOneAddressWait(t *testing.T) {
 	}
 	if _, _, err := a.Login(ctx, "kim", "a good long password", "10.0.0.3"); err != nil {
 		t.Fatalf("another address: %v", err)
+	}
+}
+
+// TestFailedLoginsSlowOneNameFromOneAddress: five failures of a name from an
+// address make its next tries wait, alike for a known and an unknown name;
+// the real user logs in from elsewhere at once, and nothing locks the account.
+func TestFailedLoginsSlowOneNameFromOneAddress(t *testing.T) {
+	a := newAccounts(t)
+	ctx := context.Background()
+	if _, err := a.CreateUser(ctx, "kim", "a good long password", builds.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	var known, unknown error
+	for i := range 5 {
+		_, _, known = a.Login(ctx, "kim", "wrong", "10.0.0.9")
+		_, _, unknown = a.Login(ctx, "ghost", "wrong", "10.0.0.11")
+		want := "bad_login"
+		if i == 4 {
+			want = "too_many_failures"
+		}
+		if builds.ErrorCode(known) != want || builds.ErrorCode(unknown) != want {
+			t.Fatalf("failure %d: known %v, unknown %v; want %s", i+1, known, unknown, want)
+		}
+	}
+	if builds.ErrorMessage(known) != builds.ErrorMessage(unknown) || !strings.Contains(builds.ErrorMessage(known), "try again in") {
+		t.Fatalf("the answers differ: %q vs %q", builds.ErrorMessage(known), builds.ErrorMessage(unknown))
+	}
+	if _, _, err := a.Login(ctx, "kim", "a good long password", "10.0.0.9"); builds.ErrorCode(err) != "too_many_failures" {
+		t.Fatalf("the right password from the guessing address during the wait: %v", err)
+	}
+	if _, _, err := a.Login(ctx, "kim", "a good long password", "10.0.0.10"); err != nil {
+		t.Fatalf("the real user from their own address: %v", err)
+	}
+	// Case does not open a second budget.
+	if _, _, err := a.Login(ctx, "KIM", "wrong", "10.0.0.9"); builds.ErrorCode(err) != "too_many_failures" {
+		t.Fatalf("another spelling of the name: %v", err)
 	}
 }
 

@@ -177,6 +177,8 @@ type Result struct {
 // Store keeps builds. The db package implements it with SQLite.
 type Store interface {
 	CreateBuild(ctx context.Context, b *Build) error
+	// CountQueued counts user's builds that wait in the queue.
+	CountQueued(ctx context.Context, user string) (int, error)
 	GetBuild(ctx context.Context, id string) (*Build, error)
 	ListBuilds(ctx context.Context, opt ListOptions) ([]*Build, error)
 	// StartBuild moves a queued build to running and records the status

@@ -36,9 +36,11 @@ type Runner struct {
 	workDir string
 	log     *slog.Logger
 	limit   int
-	limits  ContextLimits
-	regs    *Registries
-	secrets SecretSource
+	// maxQueued bounds one user's waiting builds (Service.Start checks it).
+	maxQueued int
+	limits    ContextLimits
+	regs      *Registries
+	secrets   SecretSource
 	// outbound decides which addresses registries, git and builds may reach.
 	outbound *outbound.Policy
 	listing  ListingLimits
@@ -66,6 +68,8 @@ type RunnerConfig struct {
 	WorkDir string // per-build scratch folders live here and are removed after each build
 	Log     *slog.Logger
 	Limit   int // builds running at once; 2 when zero
+	// MaxQueuedPerUser bounds how many builds one user may have waiting; 10 when zero.
+	MaxQueuedPerUser int
 	// Context bounds uploaded contexts.
 	Context ContextLimits
 	// Registries holds the credentials handed to BuildKit; nil for none.
@@ -90,6 +94,9 @@ type SecretSource interface {
 
 // NewRunner returns a Runner; call Start to begin taking builds.
 func NewRunner(cfg RunnerConfig) *Runner {
+	if cfg.MaxQueuedPerUser <= 0 {
+		cfg.MaxQueuedPerUser = 10
+	}
 	if cfg.Limit <= 0 {
 		cfg.Limit = 2
 	}
@@ -101,7 +108,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, outbound: cfg.Outbound, listing: cfg.Listing,
+		log: cfg.Log, limit: cfg.Limit, maxQueued: cfg.MaxQueuedPerUser, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, outbound: cfg.Outbound, listing: cfg.Listing,
 		frontends: cfg.Frontends, network: cfg.Network,
 		running: map[string]context.CancelCauseFunc{},
 		wake:    make(chan struct{}, 1),

@@ -30,6 +30,9 @@ type Service struct {
 	// listing bounds layer listings.
 	listing ListingLimits
 
+	// admit makes counting a user's queued builds and adding one a single step.
+	admit sync.Mutex
+
 	summing    sync.Mutex
 	summingIDs map[string]bool
 	sumSlots   chan struct{} // one checksum computation at a time
@@ -204,6 +207,17 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		Tags:       tagNames,
 		PushWanted: req.Push,
 		CreatedBy:  req.CreatedBy,
+	}
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	if max := s.runner.maxQueued; max > 0 {
+		n, err := s.store.CountQueued(ctx, req.CreatedBy)
+		if err != nil {
+			return nil, err
+		}
+		if n >= max {
+			return nil, CodeErrorf(ETooMany, "queue_full", "you already have %d builds waiting in the queue, the most one user may have; wait for one to start, or cancel one", n)
+		}
 	}
 	if err := s.store.CreateBuild(ctx, b); err != nil {
 		return nil, fmt.Errorf("record build: %w", err)

@@ -460,6 +460,15 @@ func (s *Builds) RepoKnown(ctx context.Context, repo string) (bool, error) {
 	return n > 0, nil
 }
 
+// CountQueued counts user's builds that wait in the queue.
+func (s *Builds) CountQueued(ctx context.Context, user string) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM builds WHERE status = 'queued' AND created_by = ?`, user).Scan(&n); err != nil {
+		return 0, fmt.Errorf("db: count queued builds of %s: %w", user, err)
+	}
+	return n, nil
+}
+
 // RepoTags lists repo's tags of succeeded builds after last, in order.
 func (s *Builds) RepoTags(ctx context.Context, repo, last string, n int) ([]string, error) {
 	return s.strings(ctx, `SELECT DISTINCT t.tag FROM build_tags t JOIN builds b ON b.id = t.build_id

@@ -7,9 +7,13 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,33 +25,115 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// DB is an open Manifold database.
+// DB is an open Manifold database: one connection that writes (SQLite
+// takes one writer at a time anyway, and a queue in the pool beats
+// busy-waiting on the file lock) and a small fixed pool of read-only
+// connections. Both pools keep their connections: SQLite cannot close a
+// descriptor while another connection of the process holds a lock on the
+// file, so connections opened and closed under load would pile up
+// descriptors that never go away.
 type DB struct {
-	*sql.DB
+	*sql.DB         // the writer; Exec and transactions
+	read    *sql.DB // readers; QueryContext and QueryRowContext
 }
 
-// Open opens (creating if needed) the database file at file and applies any
-// migrations it has not seen.
-func Open(ctx context.Context, file string) (*DB, error) {
+// Readers is the size of the read-only pool.
+var Readers = max(4, 2*runtime.GOMAXPROCS(0))
+
+// QueryContext runs a query on a read-only connection.
+func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.read.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a one-row query on a read-only connection.
+func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.read.QueryRowContext(ctx, query, args...)
+}
+
+// Close closes both pools.
+func (d *DB) Close() error {
+	rerr := d.read.Close()
+	if err := d.DB.Close(); err != nil {
+		return err
+	}
+	return rerr
+}
+
+func openPool(ctx context.Context, file string, conns int, readOnly bool) (*sql.DB, error) {
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
+	}
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
 	}
 	q.Set("_txlock", "immediate")
 	sqldb, err := sql.Open("sqlite", "file:"+file+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("db: open %s: %w", file, err)
 	}
+	sqldb.SetMaxOpenConns(conns)
+	sqldb.SetMaxIdleConns(conns)
+	sqldb.SetConnMaxIdleTime(0)
+	sqldb.SetConnMaxLifetime(0)
 	if err := sqldb.PingContext(ctx); err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("db: open %s: %w", file, err)
 	}
-	d := &DB{sqldb}
-	if err := d.migrate(ctx); err != nil {
+	return sqldb, nil
+}
+
+// Open opens (creating if needed) the database file at file and applies any
+// migrations it has not seen.
+// The file and its -wal and -shm companions are readable by their owner
+// only (SQLite gives the companions the main file's mode).
+func Open(ctx context.Context, file string) (*DB, error) {
+	if err := private(file); err != nil {
+		return nil, err
+	}
+	sqldb, err := openPool(ctx, file, 1, false)
+	if err != nil {
+		return nil, err
+	}
+	read, err := openPool(ctx, file, Readers, true)
+	if err != nil {
 		sqldb.Close()
 		return nil, err
 	}
+	d := &DB{DB: sqldb, read: read}
+	if err := d.migrate(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	for _, f := range []string{file + "-wal", file + "-shm"} {
+		if err := private(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.Close()
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// private makes file exist (the main database only) with mode 0600, and
+// tightens it when an older version or another tool left it readable by others.
+func private(file string) error {
+	if !strings.HasSuffix(file, "-wal") && !strings.HasSuffix(file, "-shm") {
+		f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("db: open %s: %w", file, err)
+		}
+		f.Close()
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(file, 0o600); err != nil {
+			return fmt.Errorf("db: %s can be read by other users (mode %v) and cannot be made private: %w", file, fi.Mode().Perm(), err)
+		}
+	}
+	return nil
 }
 
 func (d *DB) migrate(ctx context.Context) error {

@@ -41,9 +41,27 @@ func identity(r *http.Request) builds.Identity {
 	return id
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: a path that stays a
+// same-origin path after a browser's own clean-up, which drops tabs and
+// newlines and reads '\' as '/'. Anything else goes to "/".
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	bad := func(s string) bool {
+		for _, c := range s {
+			if c < 0x20 || c == 0x7f || c == '\\' || (c >= 0x80 && c <= 0x9f) {
+				return true
+			}
+		}
+		return !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//")
+	}
+	if next == "" || len(next) > 2048 || bad(next) {
+		return "/"
+	}
+	// Once more after percent-decoding, for what a later hop might decode.
+	if dec, err := url.PathUnescape(next); err != nil || bad(dec) {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
 		return "/"
 	}
 	return next

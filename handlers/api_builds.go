@@ -52,7 +52,7 @@ func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 		}
 		req.Upload = up
 	} else {
-		// Any other type is read as JSON: `curl -d @build.json` sends form-urlencoded.
+		// requireJSON let only application/json through to here.
 		if err := decodeJSON(http.MaxBytesReader(w, r.Body, maxJSONBody), &req); err != nil {
 			return err
 		}

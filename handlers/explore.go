@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"io"
+	"mime"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -35,7 +36,10 @@ func (h *Handlers) BlobRaw(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", desc.MediaType)
+	// Raw bytes are a download, never a page on this origin, whatever
+	// media type a (possibly remote) manifest claims for them.
+	w.Header().Set("Content-Type", blobContentType(desc.MediaType))
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": desc.Digest.Encoded()}))
 	w.Header().Set("Docker-Content-Digest", desc.Digest.String())
 	store := h.Builds.Content()
 	return serveRanges(w, r, `"`+desc.Digest.String()+`"`, desc.Size, func(ctx context.Context, w io.Writer, off, n int64) error {
@@ -51,17 +55,21 @@ func (h *Handlers) FilesJSON(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"digest": chi.URLParam(r, "digest"), "files": files, "uncompressed_size": info.UncompressedSize, "truncated": info.Truncated})
+	out := map[string]any{"digest": info.Digest, "files": files, "entries": len(files), "uncompressed_size": info.UncompressedSize, "truncated": info.Truncated != ""}
+	if info.Truncated != "" {
+		out["truncated_reason"] = info.Truncated
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handlers) files(r *http.Request) ([]builds.FileEntry, *builds.LayerListing, error) {
 	ref, q := chi.URLParam(r, "digest"), r.URL.Query()
 	if q.Get("merged") != "" {
-		files, truncated, err := h.Builds.MergedFiles(r.Context(), ref)
+		files, sum, err := h.Builds.MergedFiles(r.Context(), ref)
 		if err != nil {
 			return nil, nil, err
 		}
-		return builds.SortFiles(files, q.Get("sort")), &builds.LayerListing{Digest: ref, Truncated: truncated, Entries: len(files)}, nil
+		return builds.SortFiles(files, q.Get("sort")), &sum, nil
 	}
 	l, err := h.Builds.ListLayer(r.Context(), ref)
 	if err != nil {

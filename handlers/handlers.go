@@ -6,7 +6,9 @@ package handlers
 import (
 	"encoding/json"
 	"log/slog"
+	"mime"
 	"net/http"
+	"strings"
 
 	"manifold/builds"
 )
@@ -32,4 +34,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// blobContentType is the Content-Type stored bytes are served with: their
+// media type only when it is an OCI or Docker image type or JSON, else
+// application/octet-stream. A remote manifest can claim any media type for
+// what it names; text/html, image/svg+xml and the like must never be served
+// from this origin.
+func blobContentType(mediaType string) string {
+	mt, params, err := mime.ParseMediaType(mediaType)
+	if err != nil || len(params) > 0 {
+		return "application/octet-stream"
+	}
+	switch {
+	case strings.HasPrefix(mt, "application/vnd.oci.") || strings.HasPrefix(mt, "application/vnd.docker.") ||
+		strings.HasPrefix(mt, "application/vnd.in-toto") || mt == "application/json":
+		return mt
+	case strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
+		return mt
+	}
+	return "application/octet-stream"
 }

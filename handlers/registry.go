@@ -69,7 +69,7 @@ func (h *Handlers) registryManifest(w http.ResponseWriter, r *http.Request, repo
 		return err
 	}
 	hdr := w.Header()
-	hdr.Set("Content-Type", desc.MediaType)
+	hdr.Set("Content-Type", blobContentType(desc.MediaType))
 	hdr.Set("Docker-Content-Digest", desc.Digest.String())
 	hdr.Set("ETag", `"`+desc.Digest.String()+`"`)
 	hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"manifold/builds"
 	"manifold/handlers"
@@ -13,9 +14,10 @@ import (
 // routes is the whole HTTP surface in one place, grouped by the role each part needs.
 func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.requestID, s.recoverer, s.logRequests, securityHeaders, s.authenticate)
+	s.mux = r
+	r.Use(middleware.GetHead, s.requestID, s.recoverer, s.logRequests, securityHeaders, s.guardSetup, s.authenticate, s.requireJSON)
 	r.NotFound(s.handle(notFound))
-	r.MethodNotAllowed(s.handle(methodNotAllowed))
+	r.MethodNotAllowed(s.methodNotAllowed)
 
 	// Open to everyone.
 	r.Get("/healthz", s.handle(h.Health))

@@ -13,8 +13,11 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"manifold/builds"
 	"manifold/handlers"
@@ -27,6 +30,12 @@ type Server struct {
 	handler       http.Handler
 	accounts      *builds.Accounts
 	anonymousPull bool
+	// setupCSRF is the token Manifold's own pages carry while no account exists.
+	setupCSRF string
+	// port is the port Serve listens on; setup mode answers only to it.
+	port int
+	// mux is the router, asked which methods a path allows.
+	mux chi.Routes
 }
 
 // Options are the server's settings.
@@ -40,7 +49,9 @@ func NewServer(h *handlers.Handlers, opts Options, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, accounts: h.Accounts, anonymousPull: opts.AnonymousPull}
+	var token [32]byte
+	_, _ = rand.Read(token[:])
+	s := &Server{log: log, accounts: h.Accounts, anonymousPull: opts.AnonymousPull, setupCSRF: hex.EncodeToString(token[:])}
 	s.handler = s.routes(h)
 	return s
 }
@@ -50,6 +61,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // Serve runs an http.Server on l until ctx ends, then shuts it down gracefully.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if a, ok := l.Addr().(*net.TCPAddr); ok {
+		s.port = a.Port
+	}
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -85,17 +99,50 @@ var statusOf = map[builds.Kind]int{
 	builds.EUnauthorized: http.StatusUnauthorized,
 	builds.EForbidden:    http.StatusForbidden,
 	builds.ETooMany:      http.StatusTooManyRequests,
+	builds.EMediaType:    http.StatusUnsupportedMediaType,
+	builds.EMethod:       http.StatusMethodNotAllowed,
 	builds.EInternal:     http.StatusInternalServerError,
 }
 
-// handle adapts a handler that returns an error.
+// handle adapts a handler that returns an error. An error after the
+// response has started (a client gone mid-download) cannot change the
+// answer any more: it is logged, and nothing more is written.
 func (s *Server) handle(fn handlers.Func) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := fn(w, r); err != nil {
+		sw := &startedWriter{ResponseWriter: w}
+		err := fn(sw, r)
+		switch {
+		case err == nil:
+		case !sw.started:
 			s.Error(w, r, err)
+		case r.Context().Err() != nil || errors.Is(err, context.Canceled):
+			s.log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "request_id", requestIDFrom(r.Context()), "err", err)
+		default:
+			s.log.Warn("response failed after it started", "method", r.Method, "path", r.URL.Path, "request_id", requestIDFrom(r.Context()), "err", err)
 		}
 	}
 }
+
+// startedWriter notes whether a response's header has been sent.
+type startedWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (w *startedWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.started = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *startedWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Error renders err as JSON or as a page, by the route and the Accept header.
 // Errors without a kind are logged in full and shown as "internal error".
@@ -133,8 +180,16 @@ func notFound(w http.ResponseWriter, r *http.Request) error {
 	return builds.CodeErrorf(builds.ENotFound, "not_found", "nothing lives at %s", r.URL.Path)
 }
 
-func methodNotAllowed(w http.ResponseWriter, r *http.Request) error {
-	return &builds.Error{Kind: builds.EInvalid, Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)}
+// methodNotAllowed answers 405 with the Allow header listing what the path takes.
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if s.mux.Match(chi.NewRouteContext(), m, r.URL.Path) || (m == http.MethodHead && slices.Contains(allow, http.MethodGet)) {
+			allow = append(allow, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.Error(w, r, &builds.Error{Kind: builds.EMethod, Code: "method_not_allowed", Message: fmt.Sprintf("%.20s is not allowed on %.200s; it takes %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
 }
 
 type ctxKey int

@@ -163,7 +163,7 @@ func eventLatencies(b *testing.B, a *app, watchers int) []time.Duration {
 // BenchmarkQueue submits 50 builds at once with a limit of 2 running, and
 // counts: finished, lost, and the most that ran at the same time.
 func BenchmarkQueue(b *testing.B) {
-	a := startApp(b, "", "--buildkit", env.Addr(), "--concurrency", "2")
+	a := startApp(b, "", "--buildkit", env.Addr(), "--concurrency", "2", "--max-queued-per-user", "100")
 	const n = 50
 	for range b.N {
 		ids := make([]string, n)

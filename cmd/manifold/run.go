@@ -33,6 +33,7 @@ type config struct {
 	Buildkitd   string
 	Mirror      string
 	Concurrency int
+	MaxQueued   int
 	LogLevel    string
 	Context     builds.ContextLimits
 	KeyFile     string
@@ -122,6 +123,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return cfg, fmt.Errorf("MANIFOLD_CONCURRENCY=%q is not a number", getenv("MANIFOLD_CONCURRENCY"))
 	}
 	fs.IntVar(&cfg.Concurrency, "concurrency", conc, "builds that run at once; the rest wait in line (MANIFOLD_CONCURRENCY)")
+	maxQueued, err := strconv.Atoi(env("MANIFOLD_MAX_QUEUED_PER_USER", "10"))
+	if err != nil {
+		return cfg, fmt.Errorf("MANIFOLD_MAX_QUEUED_PER_USER=%q is not a number", getenv("MANIFOLD_MAX_QUEUED_PER_USER"))
+	}
+	fs.IntVar(&cfg.MaxQueued, "max-queued-per-user", maxQueued, "builds one user may have waiting in the queue; more are refused with 429 (MANIFOLD_MAX_QUEUED_PER_USER)")
 	intEnv := func(key string, def int64) (int64, error) {
 		v := getenv(key)
 		if v == "" {
@@ -218,6 +224,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, fmt.Errorf("--addr %q is not host:port: %v", cfg.Addr, err)
 	}
+	if cfg.MaxQueued < 1 || cfg.MaxQueued > 100_000 {
+		return cfg, fmt.Errorf("--max-queued-per-user %d must be from 1 to 100000", cfg.MaxQueued)
+	}
 	if cfg.Concurrency < 1 || cfg.Concurrency > 64 {
 		return cfg, fmt.Errorf("--concurrency %d must be from 1 to 64", cfg.Concurrency)
 	}
@@ -261,10 +270,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	logrus.SetOutput(logWriter{log})
 	logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
 
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
-	}
-	data, err := filepath.Abs(cfg.Data)
+	data, err := privateDataDir(cfg.Data, log)
 	if err != nil {
 		return err
 	}
@@ -345,7 +351,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		Frontends:  cfg.Frontends,
 		Network:    cfg.BuildNetwork,
 		Listing:    cfg.Listing,
-		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, Context: cfg.Context,
+		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, MaxQueuedPerUser: cfg.MaxQueued, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
 	if err := svc.Recover(ctx); err != nil {
@@ -381,6 +387,30 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accounts, Log: log, Retention: cfg.Retention}, web.Options{AnonymousPull: cfg.AnonPull}, log)
 	return srv.Serve(ctx, l)
+}
+
+// privateDataDir creates the data folder with mode 0700, or tightens an
+// existing one that others may read: it holds password hashes, the audit
+// log, sealed secrets and build arguments.
+func privateDataDir(dir string, log *slog.Logger) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create data folder: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(abs, 0o700); err != nil {
+			return "", fmt.Errorf("data folder %s can be read by other users (mode %v) and cannot be made private: %w; run chmod 700 on it", abs, fi.Mode().Perm(), err)
+		}
+		log.Warn("data folder was readable by other users; made it private", "data", abs, "was", fi.Mode().Perm().String())
+	}
+	return abs, nil
 }
 
 func displayAddr(a net.Addr) string {

@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -113,46 +116,70 @@ func TestBuildSecretsNeverInTheClear(t *testing.T) {
 	}
 }
 
-func TestLoginFailuresLookAlikeThenLockOut(t *testing.T) {
+func TestLoginFailuresLookAlikeThenSlowDown(t *testing.T) {
 	data := t.TempDir()
 	pass := passwordLine.FindStringSubmatch(cli(t, "user", "create", "--role", "viewer", "--data", data, "lee"))[1]
 	a := startApp(t, data, "--buildkit", env.Addr())
-	try := func(name, password string) (int, string, time.Duration) {
+	// from gives a client whose requests come from another loopback address.
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{
+			Transport:     &http.Transport{DialContext: d.DialContext},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	try := func(c *http.Client, name, password string) (int, string, time.Duration) {
 		start := time.Now()
-		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		resp, err := c.PostForm(a.URL+"/login", url.Values{"name": {name}, "password": {password}, "next": {"//evil.example/x"}})
+		resp, err := c.PostForm(a.URL+"/login", url.Values{"name": {name}, "password": {password}, "next": {"/\t/evil.example/x"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var sb strings.Builder
-		buf := make([]byte, 64<<10)
-		n, _ := resp.Body.Read(buf)
-		sb.Write(buf[:n])
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		loc := resp.Header.Get("Location")
-		return resp.StatusCode, sb.String() + "\nLocation: " + loc, time.Since(start)
+		return resp.StatusCode, string(body) + "\nLocation: " + resp.Header.Get("Location"), time.Since(start)
 	}
-	codeUnknown, pageUnknown, tUnknown := try("nobody", "wrong-password")
-	codeWrong, pageWrong, tWrong := try("lee", "wrong-password")
+	here, there := from("127.0.0.1"), from("127.0.0.2")
+	codeUnknown, pageUnknown, tUnknown := try(here, "nobody", "wrong-password")
+	codeWrong, pageWrong, tWrong := try(here, "lee", "wrong-password")
 	if codeUnknown != 401 || codeWrong != 401 || !strings.Contains(pageUnknown, "wrong user name or password") || !strings.Contains(pageWrong, "wrong user name or password") {
 		t.Fatalf("unknown user %d, wrong password %d: the answers differ or are not 401", codeUnknown, codeWrong)
 	}
 	t.Logf("unknown user answered in %v, wrong password in %v", tUnknown, tWrong)
 	for range 3 {
-		try("lee", "wrong-password")
+		try(here, "lee", "wrong-password")
+		try(here, "nobody", "wrong-password")
 	}
-	code, page, _ := try("lee", "wrong-password") // the fifth failure locks
-	if code != 429 || !strings.Contains(page, "locked") || !strings.Contains(page, "try again in") {
-		t.Fatalf("after 5 failures = %d:\n%s", code, page)
+	// The fifth failure makes the next try from this address wait, for a
+	// known name exactly as for an unknown one.
+	codeKnown, known, _ := try(here, "lee", "wrong-password")
+	codeUnknown, unknown, _ := try(here, "nobody", "wrong-password")
+	if codeKnown != 429 || codeUnknown != 429 || !strings.Contains(known, "try again in") || errorBox(known) != errorBox(unknown) {
+		t.Fatalf("after 5 failures: known %d %q, unknown %d %q", codeKnown, errorBox(known), codeUnknown, errorBox(unknown))
 	}
-	code, page, _ = try("lee", pass) // even the right password waits
-	if code != 429 || !strings.Contains(page, "try again in") {
-		t.Fatalf("locked account with the right password = %d", code)
+	if strings.Contains(known, "locked") {
+		t.Fatalf("the answer tells the account exists: %q", errorBox(known))
 	}
-	// Another user logs in fine, and an off-site next= stays on this site.
-	pass2 := passwordLine.FindStringSubmatch(cli(t, "user", "create", "--role", "viewer", "--data", data, "max"))[1]
-	code, page, _ = try("max", pass2)
+	if code, page, _ := try(here, "lee", pass); code != 429 || !strings.Contains(page, "try again in") {
+		t.Fatalf("the right password during the wait from the same address = %d", code)
+	}
+	// Nobody elsewhere can lock the real user out: from another address the
+	// right password works at once, and an off-site next= stays on this site.
+	code, page, _ := try(there, "lee", pass)
 	if code != 303 || !strings.HasSuffix(page, "Location: /") {
-		t.Fatalf("login with next=//evil = %d %q", code, page)
+		t.Fatalf("login from another address during the wait = %d %q", code, page)
 	}
+	// The wait is short: 15 s the first time.
+	if !strings.Contains(known, "16 seconds") && !strings.Contains(known, "15 seconds") {
+		t.Fatalf("first wait is not about 15 s: %q", errorBox(known))
+	}
+}
+
+var errorBoxRe = regexp.MustCompile(`(?s)role="alert"[^>]*>(.*?)</p>`)
+
+// errorBox is the error sentence a page shows.
+func errorBox(page string) string {
+	if m := errorBoxRe.FindStringSubmatch(page); m != nil {
+		return m[1]
+	}
+	return ""
 }

@@ -79,7 +79,14 @@ func (h hostile) do(t *testing.T, base string) (*http.Response, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if strings.HasPrefix(h.body, "{") {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range h.hdr {
+		if k == "Host" { // the client sends req.Host, not a Host header
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,8 @@ import (
 
 // openAccounts opens the data folder's database and key for the user and token commands.
 func openAccounts(ctx context.Context, data, keyFile string) (*builds.Accounts, func(), error) {
-	if err := os.MkdirAll(data, 0o700); err != nil {
+	data, err := privateDataDir(data, slog.New(slog.DiscardHandler))
+	if err != nil {
 		return nil, nil, err
 	}
 	database, err := db.Open(ctx, filepath.Join(data, "manifold.db"))
