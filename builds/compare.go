@@ -234,7 +234,7 @@ func (s *Service) compareManifests(ctx context.Context, pc *PlatformComparison, 
 	if err != nil {
 		return err
 	}
-	if ta != "" || tb != "" {
+	if ta.Truncated != "" || tb.Truncated != "" {
 		pc.FilesNote = "a layer listing was cut short, so the file differences are partial"
 	}
 	byPath := map[string]FileEntry{}

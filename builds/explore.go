@@ -12,6 +12,7 @@ import (
 	"io"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -384,7 +385,7 @@ func (s *Service) manifestView(ctx context.Context, desc ocispec.Descriptor) (*M
 func instruction(createdBy string) string {
 	s := strings.TrimSpace(strings.TrimSuffix(createdBy, " # buildkit"))
 	if rest, ok := strings.CutPrefix(s, "/bin/sh -c #(nop) "); ok {
-		return strings.TrimSpace(rest)
+		return execForm(strings.TrimSpace(rest))
 	}
 	if rest, ok := strings.CutPrefix(s, "|"); ok { // "|1 ARG=x /bin/sh -c …": build args in use
 		if i := strings.Index(rest, "/bin/sh -c "); i >= 0 {
@@ -397,7 +398,51 @@ func instruction(createdBy string) string {
 	if rest, ok := strings.CutPrefix(s, "RUN /bin/sh -c "); ok { // BuildKit's form
 		return "RUN " + rest
 	}
-	return s
+	return execForm(s)
+}
+
+// execForm rewrites BuildKit's history text for exec-form instructions,
+// `CMD ["cat" "/app/a"]` (Go's %q of a list), as the Dockerfile's JSON
+// form, `CMD ["cat", "/app/a"]`. Other lines pass unchanged.
+func execForm(line string) string {
+	kw, rest, ok := strings.Cut(line, " ")
+	switch kw {
+	case "CMD", "ENTRYPOINT", "SHELL", "VOLUME", "RUN":
+	default:
+		return line
+	}
+	rest = strings.TrimSpace(rest)
+	if !ok || !strings.HasPrefix(rest, "[") || !strings.HasSuffix(rest, "]") {
+		return line
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(rest), &args); err != nil {
+		args = nil
+		body := strings.TrimSpace(rest[1 : len(rest)-1])
+		for body != "" {
+			q, err := strconv.QuotedPrefix(body)
+			if err != nil {
+				return line
+			}
+			a, err := strconv.Unquote(q)
+			if err != nil {
+				return line
+			}
+			args = append(args, a)
+			body = strings.TrimLeft(body[len(q):], " ,")
+		}
+	}
+	var b strings.Builder
+	b.WriteString(kw + " [")
+	for i, a := range args {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		j, _ := json.Marshal(a)
+		b.Write(j)
+	}
+	b.WriteString("]")
+	return b.String()
 }
 
 func configView(desc ocispec.Descriptor, body []byte) (*ConfigView, error) {
@@ -592,28 +637,33 @@ func fileEntry(h *tar.Header) FileEntry {
 
 // MergedFiles applies a platform manifest's layers in order, honouring
 // whiteouts and opaque folders: the filesystem a container of it starts with.
-func (s *Service) MergedFiles(ctx context.Context, manifestRef string) ([]FileEntry, string, error) {
+// The summary's UncompressedSize is the sum of the layers' unpacked sizes
+// (what the image takes unpacked, as `docker image ls` counts it), and its
+// Truncated the first layer's reason for stopping short, if any.
+func (s *Service) MergedFiles(ctx context.Context, manifestRef string) ([]FileEntry, LayerListing, error) {
+	var sum LayerListing
 	desc, err := s.statBlob(ctx, manifestRef)
 	if err != nil {
-		return nil, "", err
+		return nil, sum, err
 	}
+	sum.Digest = desc.Digest.String()
 	desc.MediaType = ocispec.MediaTypeImageManifest
 	var man ocispec.Manifest
 	if err := readJSON(ctx, s.runner.content, desc, &man); err != nil {
-		return nil, "", err
+		return nil, sum, err
 	}
 	if len(man.Layers) == 0 && man.Config.Digest == "" {
-		return nil, "", CodeErrorf(EInvalid, "not_a_manifest", "%s is not an image manifest", desc.Digest)
+		return nil, sum, CodeErrorf(EInvalid, "not_a_manifest", "%s is not an image manifest", desc.Digest)
 	}
 	files := map[string]FileEntry{}
-	truncated := ""
 	for _, l := range man.Layers {
 		listing, err := s.ListLayer(ctx, l.Digest.String())
 		if err != nil {
-			return nil, "", err
+			return nil, sum, err
 		}
-		if listing.Truncated != "" {
-			truncated = listing.Truncated
+		sum.UncompressedSize += listing.UncompressedSize
+		if listing.Truncated != "" && sum.Truncated == "" {
+			sum.Truncated = listing.Truncated
 		}
 		for _, f := range listing.Files {
 			switch f.Type {
@@ -644,12 +694,14 @@ func (s *Service) MergedFiles(ctx context.Context, manifestRef string) ([]FileEn
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out, truncated, nil
+	sum.Entries = len(out)
+	return out, sum, nil
 }
 
 // SortFiles orders a listing: by path (default) or largest first.
+// It never returns nil: an empty layer lists "files": [].
 func SortFiles(files []FileEntry, by string) []FileEntry {
-	out := append([]FileEntry(nil), files...)
+	out := append(make([]FileEntry, 0, len(files)), files...)
 	if by == "size" {
 		sort.SliceStable(out, func(i, j int) bool { return out[i].Size > out[j].Size })
 	} else {

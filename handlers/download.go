@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
-
-	"manifold/builds"
 )
 
 // Export answers GET/HEAD /api/v1/builds/{id}/export?format=oci|docker&platform=…
@@ -21,14 +19,9 @@ func (h *Handlers) Export(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	format := q.Get("format")
-	if format == "" {
-		format = builds.FormatOCI
-	}
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": a.Name}))
-	etag := `"` + a.Digest + "." + format + `"`
-	return serveRanges(w, r, etag, a.Size, func(ctx context.Context, w io.Writer, off, n int64) error {
+	return serveRanges(w, r, a.ETag(), a.Size, func(ctx context.Context, w io.Writer, off, n int64) error {
 		return a.WriteRange(ctx, w, off, n)
 	})
 }

@@ -44,6 +44,9 @@ func (h *Handlers) BuildEvents(w http.ResponseWriter, r *http.Request) error {
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil // the stream's headers, without following it
+	}
 	_, _ = fmt.Fprint(w, "retry: 1000\n\n")
 	_ = rc.Flush()
 

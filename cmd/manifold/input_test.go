@@ -40,7 +40,7 @@ func TestBadInputGetsASentence(t *testing.T) {
 		{"limit not a number", "GET", "/api/v1/builds?limit=ten", "", 400, "invalid_limit"},
 		{"bad cursor", "GET", "/api/v1/builds?before=x'%20OR%201=1", "", 400, "invalid_cursor"},
 		{"unknown route", "GET", "/api/v1/nothing", "", 404, "not_found"},
-		{"wrong method", "DELETE", "/api/v1/builds", "", 400, "method_not_allowed"},
+		{"wrong method", "DELETE", "/api/v1/builds", "", 405, "method_not_allowed"},
 		{"cancel unknown", "POST", "/api/v1/builds/01m8evrp2r0004ny3xknjd6vgd/cancel", "", 404, "build_not_found"},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dbDescriptors counts this process's open descriptors on data's database files.
+func dbDescriptors(t *testing.T, data string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, filepath.Join(data, "manifold.db")) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWatchersGiveBackDescriptors: 200 event streams on running builds open
+// and close; the database's descriptors and the goroutines come back to
+// where they were, and never grow past the bounded pool.
+func TestWatchersGiveBackDescriptors(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	ids := []string{
+		a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\nRUN for i in $(seq 1 40); do echo line $i; sleep 0.1; done\n", "platforms": []string{"linux/amd64"}, "no_cache": true}),
+		a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\nRUN for i in $(seq 1 40); do echo other $i; sleep 0.1; done\n", "platforms": []string{"linux/amd64"}, "no_cache": true}),
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1, DisableKeepAlives: true}}
+	var wg sync.WaitGroup
+	peak := 0
+	var mu sync.Mutex
+	watch := func(n int) {
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := client.Get(a.URL + "/api/v1/builds/" + ids[i%2] + "/events")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sc := bufio.NewScanner(resp.Body)
+				lines := 0
+				for sc.Scan() && lines < 20 { // read a little, then hang up mid-stream
+					lines++
+				}
+				mu.Lock()
+				peak = max(peak, dbDescriptors(t, a.Data))
+				mu.Unlock()
+				resp.Body.Close()
+			}()
+		}
+	}
+	// A first round fills the pool; the baseline is taken after it.
+	watch(20)
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond)
+	baseFDs, baseG := dbDescriptors(t, a.Data), runtime.NumGoroutine()
+	watch(200)
+	wg.Wait()
+	for _, id := range ids {
+		a.wait(t, id)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	fds, g := 0, 0
+	for time.Now().Before(deadline) {
+		fds, g = dbDescriptors(t, a.Data), runtime.NumGoroutine()
+		if fds <= baseFDs+3 && g <= baseG+10 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("database descriptors: %d before, at most %d during, %d after; goroutines %d before, %d after", baseFDs, peak, fds, baseG, g)
+	if fds > baseFDs+3 {
+		t.Errorf("database descriptors did not come back: %d before, %d after", baseFDs, fds)
+	}
+	if peak > 40 {
+		t.Errorf("the pool is not bounded: %d descriptors on the database at once", peak)
+	}
+	if g > baseG+10 {
+		t.Errorf("goroutines did not come back: %d before, %d after", baseG, g)
+	}
+}
