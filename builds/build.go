@@ -172,6 +172,48 @@ type Result struct {
 	Manifests   []Manifest
 	// Pushes are the pushes made with the build.
 	Pushes []Push
+	// Blobs is everything the result's index reaches in the store.
+	Blobs []BlobRef
+}
+
+// BlobRef is a blob a build references: part of its image, or its uploaded context.
+type BlobRef struct {
+	Digest string
+	Size   int64
+	Image  bool
+}
+
+// UnindexedBuild is a build from before blob and pull-name indexing, to index at start.
+type UnindexedBuild struct {
+	ID            string
+	Status        Status
+	IndexDigest   string
+	ContextDigest string
+	ContextSize   int64
+	Tags          []string
+}
+
+// BuildIndex is what IndexBuilds records for one build.
+type BuildIndex struct {
+	ID    string
+	Tags  []TagRef
+	Blobs []BlobRef
+}
+
+// StorageTotals are the store-wide sums over what builds reference.
+type StorageTotals struct {
+	ReferencedBytes int64
+	SharedBytes     int64
+	Blobs           int
+	Builds          int
+}
+
+// UsagePage asks for one page of builds' disk use: Sort is "newest" (by id)
+// or "size" (largest first); After is the previous page's Next cursor.
+type UsagePage struct {
+	Sort  string
+	After string
+	Limit int
 }
 
 // Store keeps builds. The db package implements it with SQLite.
@@ -179,6 +221,21 @@ type Store interface {
 	CreateBuild(ctx context.Context, b *Build) error
 	// CountQueued counts user's builds that wait in the queue.
 	CountQueued(ctx context.Context, user string) (int, error)
+	// Unindexed lists up to limit builds whose blobs and pull names are not recorded yet.
+	Unindexed(ctx context.Context, limit int) ([]UnindexedBuild, error)
+	// IndexBuilds records builds' blobs and pull names (replacing any).
+	IndexBuilds(ctx context.Context, list []BuildIndex) error
+	// Servable reports whether a succeeded build that the pull name resolves
+	// to ("builds": any) reaches the digest as part of its image.
+	Servable(ctx context.Context, name, digest string) (bool, error)
+	// ReferringIndexes lists the index digests of up to limit succeeded builds under name that reach digest.
+	ReferringIndexes(ctx context.Context, name, digest string, limit int) ([]string, error)
+	// PullNames lists the pull API's repository names after last, in order.
+	PullNames(ctx context.Context, last string, n int) ([]string, error)
+	// StorageTotals reads the store-wide sums.
+	StorageTotals(ctx context.Context) (StorageTotals, error)
+	// BuildUsages reads one page of builds' disk use and the next page's cursor.
+	BuildUsages(ctx context.Context, p UsagePage) ([]BuildUsage, string, error)
 	GetBuild(ctx context.Context, id string) (*Build, error)
 	ListBuilds(ctx context.Context, opt ListOptions) ([]*Build, error)
 	// StartBuild moves a queued build to running and records the status

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -43,8 +44,10 @@ type Daemon struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	stopped bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// stopping is set once Manifold asked buildkitd to stop.
+	stopping atomic.Bool
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	net      *bridgeNet // the bridge network's set-up, or nil
 	teardown sync.Once
@@ -266,16 +269,27 @@ func (d *Daemon) runOnce(ctx context.Context) error {
 		d.mu.Unlock()
 		return err
 	case <-ctx.Done():
+		// One SIGTERM: buildkitd's first signal is its graceful stop (a
+		// second would skip the shutdown). What it prints while stopping
+		// ("got SIGTERM/SIGINT, forcing shutdown" and the cause's stack) is
+		// its normal goodbye, logged at debug.
+		began := time.Now()
+		d.stopping.Store(true)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
+			d.cfg.Log.Info("buildkitd stopped", "pid", cmd.Process.Pid, "took_ms", time.Since(began).Milliseconds())
 			return err
-		case <-time.After(10 * time.Second):
+		case <-time.After(stopTimeout):
+			d.cfg.Log.Warn("buildkitd did not stop in time; killing it", "pid", cmd.Process.Pid, "timeout", stopTimeout)
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			return <-exited
 		}
 	}
 }
+
+// stopTimeout is how long buildkitd gets to stop before it is killed.
+const stopTimeout = 10 * time.Second
 
 // copyLog forwards buildkitd's output into Manifold's log, one record a line.
 func (d *Daemon) copyLog(r io.Reader) {
@@ -290,6 +304,9 @@ func (d *Daemon) copyLog(r io.Reader) {
 		case strings.Contains(line, "level=warn"):
 			level = slog.LevelWarn
 		case strings.Contains(line, "level=debug"):
+			level = slog.LevelDebug
+		}
+		if d.stopping.Load() && level < slog.LevelError {
 			level = slog.LevelDebug
 		}
 		d.cfg.Log.Log(context.Background(), level, logfmtMessage(line))

@@ -151,19 +151,26 @@ func (s *Service) CollectGarbage(ctx context.Context, ret Retention) (GCReport, 
 			}
 		}
 	}
+	s.forgetStoreSize()
 	rep.DurationMS = time.Since(start).Milliseconds()
 	s.log.Info("garbage collected", "removed_builds", len(rep.RemovedBuilds), "removed_blobs", rep.RemovedBlobs,
 		"freed_bytes", rep.FreedBytes, "kept_bytes", rep.KeptBytes)
 	return rep, nil
 }
 
-// Usage is the store's disk use, overall and per build.
+// Usage is the store's disk use: the totals at once, and one page of builds.
 type Usage struct {
-	TotalBytes  int64        `json:"total_bytes"`
-	Blobs       int          `json:"blobs"`
-	SharedBytes int64        `json:"shared_bytes"` // blobs more than one build uses
-	Unreachable int64        `json:"unreachable_bytes"`
-	Builds      []BuildUsage `json:"builds"`
+	TotalBytes      int64 `json:"total_bytes"` // the whole store on disk
+	Blobs           int   `json:"blobs"`
+	ReferencedBytes int64 `json:"referenced_bytes"` // what kept builds reference
+	SharedBytes     int64 `json:"shared_bytes"`     // blobs more than one build uses
+	Unreachable     int64 `json:"unreachable_bytes"`
+	// BuildCount counts the builds that use the store; Builds is one page of
+	// them and Next the cursor (?after=) of the next page, "" on the last.
+	BuildCount int          `json:"build_count"`
+	Sort       string       `json:"sort"`
+	Builds     []BuildUsage `json:"builds"`
+	Next       string       `json:"next,omitempty"`
 }
 
 // BuildUsage is one build's share of the store.
@@ -177,69 +184,78 @@ type BuildUsage struct {
 	TotalBytes  int64 `json:"total_bytes"`
 }
 
-// StorageUsage measures the store and each build's unique and shared bytes.
-func (s *Service) StorageUsage(ctx context.Context) (Usage, error) {
-	var u Usage
-	sizes := map[digest.Digest]int64{}
-	store := s.runner.content
-	if err := store.Walk(ctx, func(info content.Info) error {
-		sizes[info.Digest] = info.Size
-		u.TotalBytes += info.Size
-		u.Blobs++
+// storeWalk is the last walk of the content store: its size changes with
+// builds (caught by the referenced totals changing) or with explorer
+// fetches and collections, so it is also redone after storeWalkTTL.
+type storeWalk struct {
+	mu         sync.Mutex
+	at         time.Time
+	referenced StorageTotals
+	total      int64
+	blobs      int
+}
+
+const storeWalkTTL = 10 * time.Second
+
+// StorageUsage reports the store's totals and one page of builds' shares,
+// newest first (sort "newest") or largest first ("size"). Per-build
+// figures are kept as builds are recorded and collected, so the cost does
+// not grow with the number of builds.
+func (s *Service) StorageUsage(ctx context.Context, page UsagePage) (Usage, error) {
+	switch page.Sort {
+	case "":
+		page.Sort = "newest"
+	case "newest", "size":
+	default:
+		return Usage{}, CodeErrorf(EInvalid, "invalid_sort", "sort=%q is not newest or size", page.Sort)
+	}
+	if page.Limit <= 0 {
+		page.Limit = 50
+	}
+	if page.Limit > 500 {
+		return Usage{}, CodeErrorf(EInvalid, "invalid_limit", "limit %d is too large; ask for at most 500 builds a page", page.Limit)
+	}
+	t, err := s.store.StorageTotals(ctx)
+	if err != nil {
+		return Usage{}, err
+	}
+	total, blobs, err := s.storeSize(ctx, t)
+	if err != nil {
+		return Usage{}, err
+	}
+	u := Usage{TotalBytes: total, Blobs: blobs, ReferencedBytes: t.ReferencedBytes, SharedBytes: t.SharedBytes,
+		Unreachable: max(0, total-t.ReferencedBytes), BuildCount: t.Builds, Sort: page.Sort}
+	u.Builds, u.Next, err = s.store.BuildUsages(ctx, page)
+	return u, err
+}
+
+// storeSize is the content store's size and blob count, walked again only
+// when builds changed what they reference or the last walk is old.
+func (s *Service) storeSize(ctx context.Context, t StorageTotals) (int64, int, error) {
+	w := &s.walk
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.at.IsZero() && w.referenced == t && time.Since(w.at) < storeWalkTTL {
+		return w.total, w.blobs, nil
+	}
+	var total int64
+	var blobs int
+	if err := s.runner.content.Walk(ctx, func(info content.Info) error {
+		total += info.Size
+		blobs++
 		return nil
 	}); err != nil {
-		return u, err
+		return 0, 0, err
 	}
-	roots, err := s.store.BuildRoots(ctx)
-	if err != nil {
-		return u, err
-	}
-	uses := map[digest.Digest]int{}
-	perBuild := make([][]digest.Digest, len(roots))
-	for i, r := range roots {
-		seen := map[digest.Digest]bool{}
-		add := func(d digest.Digest) {
-			if _, stored := sizes[d]; stored && !seen[d] {
-				seen[d] = true
-				perBuild[i] = append(perBuild[i], d)
-				uses[d]++
-			}
-		}
-		if r.ContextDigest != "" {
-			add(digest.Digest(r.ContextDigest))
-		}
-		if r.IndexDigest != "" {
-			if descs, err := s.reach.get(ctx, store, r.IndexDigest); err == nil {
-				for _, d := range descs {
-					add(d.Digest)
-				}
-			}
-		}
-	}
-	for d, n := range uses {
-		if n > 1 {
-			u.SharedBytes += sizes[d]
-		}
-	}
-	for d, size := range sizes {
-		if uses[d] == 0 {
-			u.Unreachable += size
-		}
-	}
-	for i := len(roots) - 1; i >= 0; i-- { // newest first
-		r := roots[i]
-		bu := BuildUsage{ID: r.ID, Status: r.Status, Pinned: r.Pinned}
-		for _, d := range perBuild[i] {
-			bu.TotalBytes += sizes[d]
-			if uses[d] == 1 {
-				bu.UniqueBytes += sizes[d]
-			} else {
-				bu.SharedBytes += sizes[d]
-			}
-		}
-		u.Builds = append(u.Builds, bu)
-	}
-	return u, nil
+	w.at, w.referenced, w.total, w.blobs = time.Now(), t, total, blobs
+	return total, blobs, nil
+}
+
+// forgetStoreSize makes the next storage view walk the store again.
+func (s *Service) forgetStoreSize() {
+	s.walk.mu.Lock()
+	s.walk.at = time.Time{}
+	s.walk.mu.Unlock()
 }
 
 // Pin keeps a build from retention and collection; Unpin lets it go again.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -53,6 +54,9 @@ func (s *Service) ResolveManifest(ctx context.Context, repo, ref string) (ocispe
 			return ocispec.Descriptor{}, nil, regErr(EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
 		}
 		dg = d
+		if err := s.servable(ctx, repo, dg, "MANIFEST_UNKNOWN", "manifest"); err != nil {
+			return ocispec.Descriptor{}, nil, err
+		}
 	} else {
 		if !tagName.MatchString(ref) {
 			return ocispec.Descriptor{}, nil, regErr(EInvalid, "TAG_INVALID", "%q is not a tag", ref)
@@ -120,11 +124,35 @@ func (s *Service) StatBlob(ctx context.Context, repo, ref string) (ocispec.Descr
 	if err != nil {
 		return ocispec.Descriptor{}, regErr(EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
 	}
+	if err := s.servable(ctx, repo, dg, "BLOB_UNKNOWN", "blob"); err != nil {
+		return ocispec.Descriptor{}, err
+	}
 	info, err := s.runner.content.Info(ctx, dg)
 	if err != nil {
 		return ocispec.Descriptor{}, regErr(ENotFound, "BLOB_UNKNOWN", "blob %s is not stored here", dg)
 	}
 	return ocispec.Descriptor{Digest: dg, Size: info.Size}, nil
+}
+
+// servable keeps repositories apart: a digest is served under a name only
+// when a succeeded build that the name resolves to reaches it ("builds":
+// any succeeded build; a tag's name: the builds carrying a tag there). What
+// the remote explorer fetched, an uploaded context, or another name's image
+// is not served, whatever the store holds.
+func (s *Service) servable(ctx context.Context, repo string, dg digest.Digest, code, what string) error {
+	ok, err := s.store.Servable(ctx, repo, dg.String())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return regErr(ENotFound, code, "%s %s is not part of any image in %s", what, dg, repo)
+	}
+	return nil
+}
+
+// Catalog lists the repository names the pull API serves after last, at most n.
+func (s *Service) Catalog(ctx context.Context, last string, n int) ([]string, error) {
+	return s.store.PullNames(ctx, last, n)
 }
 
 // Content is the blob store, for streaming.
@@ -139,4 +167,102 @@ func (s *Service) RepoTags(ctx context.Context, repo, last string, n int) ([]str
 		return s.store.SucceededIDs(ctx, last, n)
 	}
 	return s.store.RepoTags(ctx, repo, last, n)
+}
+
+// Referrers lists the manifests whose subject is ref, among the images of
+// the builds under repo that reach it (BuildKit's attestation manifests
+// name their platform manifest as subject), as descriptors with the
+// artifact type and annotations the distribution spec's referrers API
+// gives; artifactType, when set, keeps only that type.
+func (s *Service) Referrers(ctx context.Context, repo, ref, artifactType string) ([]ocispec.Descriptor, error) {
+	if err := s.checkRepo(ctx, repo); err != nil {
+		return nil, err
+	}
+	dg, err := digest.Parse(ref)
+	if err != nil {
+		return nil, regErr(EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
+	}
+	indexes, err := s.store.ReferringIndexes(ctx, repo, dg.String(), 50)
+	if err != nil {
+		return nil, err
+	}
+	out := []ocispec.Descriptor{}
+	seen := map[digest.Digest]bool{}
+	for _, idx := range indexes {
+		refs, err := s.referrers.get(ctx, s.runner.content, idx)
+		if err != nil {
+			s.log.Warn("read referrers of an index", "index", idx, "err", err)
+			continue
+		}
+		for _, r := range refs {
+			if r.subject != dg || seen[r.desc.Digest] || (artifactType != "" && r.desc.ArtifactType != artifactType) {
+				continue
+			}
+			seen[r.desc.Digest] = true
+			out = append(out, r.desc)
+		}
+	}
+	return out, nil
+}
+
+// referrer is a manifest of an index that names a subject.
+type referrer struct {
+	subject digest.Digest
+	desc    ocispec.Descriptor
+}
+
+// referrerCache remembers each index's manifests that have a subject:
+// content-addressed, so never stale.
+type referrerCache struct {
+	mu sync.Mutex
+	m  map[string][]referrer
+}
+
+func (c *referrerCache) get(ctx context.Context, store *ContentStore, index string) ([]referrer, error) {
+	c.mu.Lock()
+	refs, ok := c.m[index]
+	c.mu.Unlock()
+	if ok {
+		return refs, nil
+	}
+	d, err := digest.Parse(index)
+	if err != nil {
+		return nil, err
+	}
+	info, err := store.Info(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	var idx ocispec.Index
+	if err := readJSON(ctx, store, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size}, &idx); err != nil {
+		return nil, err
+	}
+	refs = []referrer{}
+	for _, m := range idx.Manifests {
+		if !isManifest(m.MediaType) || m.Size > maxManifestSize {
+			continue
+		}
+		var man ocispec.Manifest
+		if err := readJSON(ctx, store, m, &man); err != nil || man.Subject == nil {
+			continue
+		}
+		at := man.ArtifactType
+		if at == "" {
+			at = man.Config.MediaType
+		}
+		mt := man.MediaType
+		if mt == "" {
+			mt = m.MediaType
+		}
+		refs = append(refs, referrer{subject: man.Subject.Digest, desc: ocispec.Descriptor{
+			MediaType: mt, Digest: m.Digest, Size: m.Size, ArtifactType: at, Annotations: man.Annotations,
+		}})
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) > 10_000 {
+		c.m = map[string][]referrer{}
+	}
+	c.m[index] = refs
+	c.mu.Unlock()
+	return refs, nil
 }

@@ -334,7 +334,11 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 	if err != nil {
 		return fail("read the image index %s: %v", root.Digest, err)
 	}
-	res := Result{Status: StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests}
+	reach, err := Reachable(context.WithoutCancel(ctx), r.content, root)
+	if err != nil {
+		return fail("walk the image index %s: %v", root.Digest, err)
+	}
+	res := Result{Status: StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests, Blobs: imageBlobs(reach)}
 	if b.PushWanted {
 		// Pushed by Manifold from the store, after the solve, so the outbound
 		// policy checks every connection; a refused push keeps the result.

@@ -2,10 +2,8 @@ package builds
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"github.com/opencontainers/go-digest"
 	"io"
 	"log/slog"
 	"runtime"
@@ -13,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // MaxDockerfileSize bounds an inline Dockerfile.
@@ -27,6 +28,10 @@ type Service struct {
 	node   *Node
 	log    *slog.Logger
 	reach  reachCache
+	// referrers caches, per index, the manifests that name a subject.
+	referrers referrerCache
+	// walk is the storage view's last walk of the content store.
+	walk storeWalk
 	// listing bounds layer listings.
 	listing ListingLimits
 
@@ -59,7 +64,54 @@ func (s *Service) Recover(ctx context.Context) error {
 	if len(queued) > 0 {
 		s.log.Info("requeued builds from the previous run", "count", len(queued))
 	}
-	return nil
+	return s.indexOld(ctx)
+}
+
+// imageBlobs turns a walk from an index into the build's image blobs.
+func imageBlobs(descs []ocispec.Descriptor) []BlobRef {
+	out := make([]BlobRef, 0, len(descs))
+	for _, d := range descs {
+		out = append(out, BlobRef{Digest: d.Digest.String(), Size: d.Size, Image: true})
+	}
+	return out
+}
+
+// indexOld records, once, the blobs and pull names of builds made before
+// Manifold kept them: the pull API serves only what a build reaches, and
+// the storage view adds up from these rows.
+func (s *Service) indexOld(ctx context.Context) error {
+	done := 0
+	for {
+		batch, err := s.store.Unindexed(ctx, 200)
+		if err != nil || len(batch) == 0 {
+			if done > 0 {
+				s.log.Info("indexed builds from before blob records", "count", done)
+			}
+			return err
+		}
+		list := make([]BuildIndex, 0, len(batch))
+		for _, u := range batch {
+			var blobs []BlobRef
+			if u.ContextDigest != "" {
+				blobs = append(blobs, BlobRef{Digest: u.ContextDigest, Size: u.ContextSize})
+			}
+			if u.Status == StatusSucceeded && u.IndexDigest != "" {
+				// A result whose blobs are gone (collected) simply serves nothing.
+				if descs, err := s.reach.get(ctx, s.runner.content, u.IndexDigest); err == nil {
+					blobs = append(blobs, imageBlobs(descs)...)
+				}
+			}
+			tags, err := ParseTags(u.Tags)
+			if err != nil {
+				tags = nil // stored tags were checked when the build was made
+			}
+			list = append(list, BuildIndex{ID: u.ID, Tags: tags, Blobs: blobs})
+		}
+		if err := s.store.IndexBuilds(ctx, list); err != nil {
+			return err
+		}
+		done += len(list)
+	}
 }
 
 // Nodes reports every BuildKit node's health and platforms.

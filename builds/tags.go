@@ -1,6 +1,8 @@
 package builds
 
 import (
+	"encoding/hex"
+	"net"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -50,11 +52,28 @@ func (t TagRef) Host() string {
 	return reference.Domain(named)
 }
 
-// PullRepos are the names under which the pull API serves the tag.
-func (t TagRef) PullRepos() []string {
-	repos := []string{t.Repo}
-	if short, ok := strings.CutPrefix(t.Repo, "library/"); ok && t.Host() == "docker.io" {
-		repos = append(repos, short)
+// PullName is the one repository name under which the pull API serves the
+// tag: the registry host, then the path ("docker.io/library/app",
+// "registry.example.com/team/app"). A port joins the host with '_', which no
+// registry host name contains ("127.0.0.1:5000/team/app" is served as
+// "127.0.0.1_5000/team/app"), and an IPv6 host is written as "ip6-" and its
+// 32 hex digits; hosts are lower-cased, as DNS compares them. Two different
+// tags therefore never share a name, and the same tag always gets the same.
+func (t TagRef) PullName() string {
+	return pullHost(t.Host()) + "/" + t.Repo
+}
+
+func pullHost(host string) string {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = host, ""
 	}
-	return repos
+	h = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	if ip := net.ParseIP(h); ip != nil && ip.To4() == nil {
+		h = "ip6-" + hex.EncodeToString(ip.To16())
+	}
+	if port != "" {
+		h += "_" + port
+	}
+	return h
 }

@@ -65,7 +65,7 @@ func scanBuild(row scanner) (*builds.Build, error) {
 	return &b, nil
 }
 
-// CreateBuild inserts a new build and the tags it carries.
+// CreateBuild inserts a new build, the tags it carries and the context it uploaded.
 func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
 	plats, _ := json.Marshal(b.Platforms)
 	tags, _ := json.Marshal(nonNil(b.Tags))
@@ -88,12 +88,8 @@ func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
 	if err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
-	for _, t := range refs {
-		for _, repo := range t.PullRepos() {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO build_tags (build_id, repo, tag) VALUES (?, ?, ?)`, b.ID, repo, t.Tag); err != nil {
-				return fmt.Errorf("db: insert build tag: %w", err)
-			}
-		}
+	if err := writeIndex(ctx, tx, b.ID, refs, contextBlob(b)); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
@@ -278,6 +274,9 @@ func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r bui
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id, i, m.Platform, m.Digest, m.MediaType, m.ConfigDigest, m.Size, m.ImageSize); err != nil {
 			return nil, fmt.Errorf("db: insert manifest of %s: %w", id, err)
 		}
+	}
+	if err := addBlobs(ctx, tx, id, r.Blobs); err != nil {
+		return nil, err
 	}
 	st := builds.StatusEvent{Status: r.Status, Error: r.Error, FinishedAt: &at}
 	if st.StartedAt, err = parseTimePtr(started); err != nil {

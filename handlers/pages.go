@@ -341,6 +341,7 @@ func (h *Handlers) BuildPage(w http.ResponseWriter, r *http.Request) error {
 		if v.Downloads, err = h.Builds.Downloads(r.Context(), b.ID); err != nil {
 			return err
 		}
+		v.Pulls = templates.PullCommands(r.Host, b)
 	}
 	return render(w, r, http.StatusOK, templates.BuildPage(v))
 }

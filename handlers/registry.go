@@ -30,6 +30,8 @@ func (h *Handlers) Registry(w http.ResponseWriter, r *http.Request) error {
 	}
 	var err error
 	switch {
+	case rest == "_catalog":
+		err = h.registryCatalog(w, r)
 	case strings.HasSuffix(rest, "/tags/list"):
 		err = h.registryTags(w, r, strings.TrimSuffix(rest, "/tags/list"))
 	case strings.Contains(rest, "/referrers/"):
@@ -114,17 +116,54 @@ func (h *Handlers) registryTags(w http.ResponseWriter, r *http.Request, repo str
 	return writeJSON(w, http.StatusOK, map[string]any{"name": repo, "tags": tags})
 }
 
-// registryReferrers answers the referrers API: manifests whose subject is the
-// digest. BuildKit attaches attestations through the index rather than a
-// subject, so for Manifold's own images the list is empty, as the spec allows.
+// registryReferrers answers the referrers API: the manifests whose subject
+// is the digest (BuildKit's attestation manifests name their platform
+// manifest), with artifactType and annotations; ?artifactType= filters, and
+// says so in OCI-Filters-Applied.
 func (h *Handlers) registryReferrers(w http.ResponseWriter, r *http.Request, repo, ref string) error {
-	if _, err := h.Builds.StatBlob(r.Context(), repo, ref); err != nil && builds.ErrorCode(err) != "BLOB_UNKNOWN" {
+	at := r.URL.Query().Get("artifactType")
+	descs, err := h.Builds.Referrers(r.Context(), repo, ref, at)
+	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+	if at != "" {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	body, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descs})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	return json.NewEncoder(w).Encode(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []any{}})
+	_, err = w.Write(body)
+	return err
+}
+
+// registryCatalog answers GET /v2/_catalog?n=&last=: every name a caller
+// may pull ("builds" and each tag's name), in order, paged with a Link header.
+func (h *Handlers) registryCatalog(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	n := 1000
+	if s := q.Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return builds.CodeErrorf(builds.EInvalid, "PAGINATION_NUMBER_INVALID", "n=%q is not a number", s)
+		}
+		n = min(v, 10000)
+	}
+	names, err := h.Builds.Catalog(r.Context(), q.Get("last"), n)
+	if err != nil {
+		return err
+	}
+	if n > 0 && len(names) == n {
+		w.Header().Set("Link", fmt.Sprintf(`</v2/_catalog?n=%d&last=%s>; rel="next"`, n, url.QueryEscape(names[len(names)-1])))
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"repositories": names})
 }

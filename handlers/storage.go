@@ -3,9 +3,12 @@ package handlers
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
+	"manifold/builds"
 	"manifold/templates"
 )
 
@@ -19,18 +22,44 @@ func (h *Handlers) CollectGarbage(w http.ResponseWriter, r *http.Request) error 
 	return writeJSON(w, http.StatusOK, rep)
 }
 
-// Storage answers GET /api/v1/storage: the store's size and each build's share.
+// storagePage reads ?sort=newest|size, ?after= and ?limit= for the storage views.
+func storagePage(r *http.Request) (builds.UsagePage, error) {
+	q := r.URL.Query()
+	p := builds.UsagePage{Sort: q.Get("sort"), After: q.Get("after")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			return p, builds.CodeErrorf(builds.EInvalid, "invalid_limit", "limit=%q is not a positive number", l)
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// Storage answers GET /api/v1/storage?sort=newest|size&after=&limit=: the
+// store's totals and one page of builds' shares, with the next page's cursor.
 func (h *Handlers) Storage(w http.ResponseWriter, r *http.Request) error {
-	u, err := h.Builds.StorageUsage(r.Context())
+	p, err := storagePage(r)
 	if err != nil {
 		return err
+	}
+	u, err := h.Builds.StorageUsage(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	if u.Next != "" {
+		w.Header().Set("Link", fmt.Sprintf(`</api/v1/storage?sort=%s&after=%s&limit=%d>; rel="next"`, u.Sort, url.QueryEscape(u.Next), len(u.Builds)))
 	}
 	return writeJSON(w, http.StatusOK, u)
 }
 
-// StoragePage answers GET /storage.
+// StoragePage answers GET /storage, paged like the API.
 func (h *Handlers) StoragePage(w http.ResponseWriter, r *http.Request) error {
-	u, err := h.Builds.StorageUsage(r.Context())
+	p, err := storagePage(r)
+	if err != nil {
+		return err
+	}
+	u, err := h.Builds.StorageUsage(r.Context(), p)
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,23 @@ type BuildView struct {
 	Warnings     []builds.WarningEvent
 	// Downloads are the archives a succeeded build offers.
 	Downloads []builds.ArchiveSum
+	// Pulls are the docker pull lines for the build's image through /v2/.
+	Pulls []string
+}
+
+// PullCommands are the exact `docker pull` lines for a succeeded build
+// through Manifold's pull API at host: by id, and under each tag's name
+// (registry host first, a port joined with '_').
+func PullCommands(host string, b *builds.Build) []string {
+	out := []string{"docker pull " + host + "/" + builds.BuildsRepo + ":" + b.ID}
+	tags, err := builds.ParseTags(b.Tags)
+	if err != nil {
+		return out
+	}
+	for _, t := range tags {
+		out = append(out, "docker pull "+host+"/"+t.PullName()+":"+t.Tag)
+	}
+	return out
 }
 
 // StorageView is the disk-use page.

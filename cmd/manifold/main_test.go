@@ -53,6 +53,7 @@ type app struct {
 	URL  string
 	Data string
 	stop func()
+	logs *lockedBuffer // what manifold logged, at info and above
 }
 
 // lockedBuffer collects the server's log for failure messages.
@@ -88,7 +89,9 @@ func startApp(t testing.TB, data string, flags ...string) *app {
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data}, flags...)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, pw); pw.Close() }()
 	urlc := make(chan string, 1)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			line := sc.Text()
@@ -98,7 +101,7 @@ func startApp(t testing.TB, data string, flags ...string) *app {
 			}
 		}
 	}()
-	a := &app{Data: data}
+	a := &app{Data: data, logs: logs}
 	select {
 	case a.URL = <-urlc:
 	case err := <-done:
@@ -115,6 +118,7 @@ func startApp(t testing.TB, data string, flags ...string) *app {
 			if err := <-done; err != nil {
 				t.Errorf("manifold exited with %v", err)
 			}
+			<-scanned // every line it logged is in a.logs
 		})
 	}
 	t.Cleanup(func() {

@@ -115,6 +115,13 @@ func TestEmbeddedBuildkitd(t *testing.T) {
 		t.Fatalf("build on the embedded daemon: %+v", b)
 	}
 	a.stop()
+	// It was stopped once, gracefully: buildkitd's goodbye (its first
+	// signal's "forcing shutdown" and a stack) is not in the log at info.
+	logText := a.logs.String()
+	if !strings.Contains(logText, `msg="buildkitd stopped"`) || strings.Contains(logText, "forcing shutdown") ||
+		strings.Contains(logText, "appcontext") || strings.Contains(logText, "did not stop in time") {
+		t.Fatalf("buildkitd's stop in the log:\n%s", logText)
+	}
 	// The child is gone once manifold has stopped.
 	if out, _ := os.ReadFile(filepath.Join(data, "buildkit", "buildkitd.toml")); !strings.Contains(string(out), env.Registry) {
 		t.Fatalf("buildkitd.toml does not name the mirror:\n%s", out)

@@ -34,9 +34,8 @@ func TestPullAPIServesBuildsToRealClients(t *testing.T) {
 	// skopeo reads the index by build id and by tag; the newest build wins the tag.
 	for _, tt := range []struct{ ref, want string }{
 		{"builds:" + first.ID, first.IndexDigest},
-		{"team/clock:1.0", second.IndexDigest},
-		{"clock:latest", first.IndexDigest},
-		{"library/clock:latest", first.IndexDigest},
+		{"127.0.0.1_5999/team/clock:1.0", second.IndexDigest},
+		{"docker.io/library/clock:latest", first.IndexDigest},
 	} {
 		raw, err := exec.Command("skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+host+"/"+tt.ref).CombinedOutput()
 		if err != nil {
@@ -70,11 +69,11 @@ func TestPullAPIServesBuildsToRealClients(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), first.ID) || !strings.Contains(string(body), second.ID) {
 		t.Fatalf("tags/list = %d %s", code, body)
 	}
-	code, body = a.do(t, "GET", "/v2/team/clock/tags/list", "")
+	code, body = a.do(t, "GET", "/v2/127.0.0.1_5999/team/clock/tags/list", "")
 	if code != 200 || !strings.Contains(string(body), `"1.0"`) {
 		t.Fatalf("team/clock tags = %d %s", code, body)
 	}
-	req, _ := http.NewRequest("HEAD", a.URL+"/v2/team/clock/manifests/1.0", nil)
+	req, _ := http.NewRequest("HEAD", a.URL+"/v2/127.0.0.1_5999/team/clock/manifests/1.0", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +104,8 @@ func TestPullAPIServesBuildsToRealClients(t *testing.T) {
 	}{
 		{"GET", "/v2/nobody/here/manifests/1", 404, "NAME_UNKNOWN"},
 		{"GET", "/v2/builds/referrers/sha256:xyz", 400, "DIGEST_INVALID"},
-		{"GET", "/v2/team/clock/manifests/9.9", 404, "MANIFEST_UNKNOWN"},
+		{"GET", "/v2/127.0.0.1_5999/team/clock/manifests/9.9", 404, "MANIFEST_UNKNOWN"},
+		{"GET", "/v2/team/clock/manifests/1.0", 404, "NAME_UNKNOWN"},
 		{"GET", "/v2/builds/manifests/01m8evrp2r0004ny3xknjd6vgd", 404, "MANIFEST_UNKNOWN"},
 		{"GET", "/v2/builds/manifests/sha256:" + strings.Repeat("0", 64), 404, "MANIFEST_UNKNOWN"},
 		{"GET", "/v2/builds/manifests/" + cfg, 404, "MANIFEST_UNKNOWN"},
