@@ -35,38 +35,51 @@ type GCReport struct {
 	DurationMS     int64    `json:"duration_ms"`
 }
 
-// reachCache remembers each image's blobs: content-addressed, so never stale.
-type reachCache struct {
+// digestCache remembers what was read from content-addressed blobs, by
+// digest: never stale. It forgets everything past 10,000 entries.
+type digestCache[T any] struct {
 	mu sync.Mutex
-	m  map[string][]ocispec.Descriptor
+	m  map[string]T
+}
+
+// load returns the cached value for key, or calls read and keeps its result.
+func (c *digestCache[T]) load(key string, read func() (T, error)) (T, error) {
+	c.mu.Lock()
+	v, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v, err := read()
+	if err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= 10_000 {
+		c.m = map[string]T{}
+	}
+	c.m[key] = v
+	c.mu.Unlock()
+	return v, nil
+}
+
+// reachCache remembers each image's blobs.
+type reachCache struct {
+	digestCache[[]ocispec.Descriptor]
 }
 
 func (c *reachCache) get(ctx context.Context, s *ContentStore, index string) ([]ocispec.Descriptor, error) {
-	c.mu.Lock()
-	descs, ok := c.m[index]
-	c.mu.Unlock()
-	if ok {
-		return descs, nil
-	}
-	d, err := digest.Parse(index)
-	if err != nil {
-		return nil, err
-	}
-	info, err := s.Info(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	descs, err = Reachable(ctx, s, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size})
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[string][]ocispec.Descriptor{}
-	}
-	c.m[index] = descs
-	c.mu.Unlock()
-	return descs, nil
+	return c.load(index, func() ([]ocispec.Descriptor, error) {
+		d, err := digest.Parse(index)
+		if err != nil {
+			return nil, err
+		}
+		info, err := s.Info(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		return Reachable(ctx, s, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size})
+	})
 }
 
 // CollectGarbage applies the retention policy, then removes every blob that

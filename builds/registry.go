@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -211,58 +210,46 @@ type referrer struct {
 	desc    ocispec.Descriptor
 }
 
-// referrerCache remembers each index's manifests that have a subject:
-// content-addressed, so never stale.
+// referrerCache remembers each index's manifests that have a subject.
 type referrerCache struct {
-	mu sync.Mutex
-	m  map[string][]referrer
+	digestCache[[]referrer]
 }
 
 func (c *referrerCache) get(ctx context.Context, store *ContentStore, index string) ([]referrer, error) {
-	c.mu.Lock()
-	refs, ok := c.m[index]
-	c.mu.Unlock()
-	if ok {
+	return c.load(index, func() ([]referrer, error) {
+		d, err := digest.Parse(index)
+		if err != nil {
+			return nil, err
+		}
+		info, err := store.Info(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		var idx ocispec.Index
+		if err := readJSON(ctx, store, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size}, &idx); err != nil {
+			return nil, err
+		}
+		refs := []referrer{}
+		for _, m := range idx.Manifests {
+			if !isManifest(m.MediaType) || m.Size > maxManifestSize {
+				continue
+			}
+			var man ocispec.Manifest
+			if err := readJSON(ctx, store, m, &man); err != nil || man.Subject == nil {
+				continue
+			}
+			at := man.ArtifactType
+			if at == "" {
+				at = man.Config.MediaType
+			}
+			mt := man.MediaType
+			if mt == "" {
+				mt = m.MediaType
+			}
+			refs = append(refs, referrer{subject: man.Subject.Digest, desc: ocispec.Descriptor{
+				MediaType: mt, Digest: m.Digest, Size: m.Size, ArtifactType: at, Annotations: man.Annotations,
+			}})
+		}
 		return refs, nil
-	}
-	d, err := digest.Parse(index)
-	if err != nil {
-		return nil, err
-	}
-	info, err := store.Info(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	var idx ocispec.Index
-	if err := readJSON(ctx, store, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size}, &idx); err != nil {
-		return nil, err
-	}
-	refs = []referrer{}
-	for _, m := range idx.Manifests {
-		if !isManifest(m.MediaType) || m.Size > maxManifestSize {
-			continue
-		}
-		var man ocispec.Manifest
-		if err := readJSON(ctx, store, m, &man); err != nil || man.Subject == nil {
-			continue
-		}
-		at := man.ArtifactType
-		if at == "" {
-			at = man.Config.MediaType
-		}
-		mt := man.MediaType
-		if mt == "" {
-			mt = m.MediaType
-		}
-		refs = append(refs, referrer{subject: man.Subject.Digest, desc: ocispec.Descriptor{
-			MediaType: mt, Digest: m.Digest, Size: m.Size, ArtifactType: at, Annotations: man.Annotations,
-		}})
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) > 10_000 {
-		c.m = map[string][]referrer{}
-	}
-	c.m[index] = refs
-	c.mu.Unlock()
-	return refs, nil
+	})
 }

@@ -98,13 +98,9 @@ func (h *Handlers) registryBlob(w http.ResponseWriter, r *http.Request, repo, re
 
 func (h *Handlers) registryTags(w http.ResponseWriter, r *http.Request, repo string) error {
 	q := r.URL.Query()
-	n := 1000
-	if s := q.Get("n"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 0 {
-			return builds.CodeErrorf(builds.EInvalid, "PAGINATION_NUMBER_INVALID", "n=%q is not a number", s)
-		}
-		n = min(v, 10000)
+	n, err := pageSize(q)
+	if err != nil {
+		return err
 	}
 	tags, err := h.Builds.RepoTags(r.Context(), repo, q.Get("last"), n)
 	if err != nil {
@@ -147,13 +143,9 @@ func (h *Handlers) registryReferrers(w http.ResponseWriter, r *http.Request, rep
 // may pull ("builds" and each tag's name), in order, paged with a Link header.
 func (h *Handlers) registryCatalog(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	n := 1000
-	if s := q.Get("n"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 0 {
-			return builds.CodeErrorf(builds.EInvalid, "PAGINATION_NUMBER_INVALID", "n=%q is not a number", s)
-		}
-		n = min(v, 10000)
+	n, err := pageSize(q)
+	if err != nil {
+		return err
 	}
 	names, err := h.Builds.Catalog(r.Context(), q.Get("last"), n)
 	if err != nil {
@@ -166,4 +158,17 @@ func (h *Handlers) registryCatalog(w http.ResponseWriter, r *http.Request) error
 		names = []string{}
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"repositories": names})
+}
+
+// pageSize reads the distribution spec's ?n= (1000 when absent, at most 10,000).
+func pageSize(q url.Values) (int, error) {
+	s := q.Get("n")
+	if s == "" {
+		return 1000, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return 0, builds.CodeErrorf(builds.EInvalid, "PAGINATION_NUMBER_INVALID", "n=%q is not a number", s)
+	}
+	return min(v, 10000), nil
 }

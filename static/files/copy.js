@@ -1,4 +1,4 @@
-// Copy buttons next to digests.
+// Copy buttons (button[data-copy]) on every page: digests, commands, pull lines.
 (function () {
   "use strict";
   document.addEventListener("click", function (e) {
