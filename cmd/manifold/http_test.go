@@ -106,3 +106,35 @@ func TestExportETagIsPerByteSequence(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelledDownloadWritesNothingMore: a client that hangs up in the
+// middle of a download ends the response; nothing is written after it
+// started (no "superfluous response.WriteHeader" in the log).
+func TestCancelledDownloadWritesNothingMore(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	b := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": example, "platforms": []string{"linux/amd64", "linux/arm64"}}))
+	// A log of some megabytes makes the build page and the log long responses.
+	big := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\nRUN seq 1 400000\n", "platforms": []string{"linux/amd64"}, "no_cache": true}))
+	for _, path := range []string{
+		"/api/v1/builds/" + b.ID + "/export?format=oci",
+		"/builds/" + big.ID,
+		"/api/v1/builds/" + big.ID + "/log",
+		"/api/v1/builds/" + big.ID + "/events",
+	} {
+		for range 3 {
+			resp, err := http.Get(a.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := resp.Body.Read(make([]byte, 512)); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close() // mid-stream
+		}
+	}
+	time.Sleep(time.Second)
+	a.stop()
+	if logs := a.logs.String(); strings.Contains(logs, "superfluous") || strings.Contains(logs, "level=ERROR") {
+		t.Fatalf("a cancelled response was written to after it started:\n%s", logs)
+	}
+}
