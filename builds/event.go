@@ -85,8 +85,9 @@ const subBuffer = 512
 // more than subBuffer events behind is dropped (its channel is closed); it
 // reconnects and replays from the database, so nothing is lost.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[string]map[*Subscription]struct{}
+	mu     sync.Mutex
+	subs   map[string]map[*Subscription]struct{}
+	closed bool // shutting down: every subscription ends, new ones at once
 }
 
 // Subscription receives one build's events until it is dropped or cancelled.
@@ -104,6 +105,11 @@ func (h *Hub) Subscribe(buildID string) *Subscription {
 	s := &Subscription{C: make(chan Event, subBuffer), buildID: buildID}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		s.closed = true
+		close(s.C)
+		return s
+	}
 	if h.subs[buildID] == nil {
 		h.subs[buildID] = map[*Subscription]struct{}{}
 	}
@@ -144,6 +150,20 @@ func (h *Hub) Publish(buildID string, events []Event) {
 			if s.closed {
 				break
 			}
+		}
+	}
+}
+
+// Close ends every subscription, and any made later at once: when the
+// server shuts down, event streams end instead of holding it up. Their
+// clients reconnect with Last-Event-ID to the next process.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, subs := range h.subs {
+		for s := range subs {
+			h.drop(s)
 		}
 	}
 }

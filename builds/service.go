@@ -338,6 +338,10 @@ func (s *Service) eachEvent(ctx context.Context, id string, after int64, fn func
 	}
 }
 
+// CloseWatchers ends every Watch, and any started later: the server is
+// shutting down.
+func (s *Service) CloseWatchers() { s.hub.Close() }
+
 // ErrWatcherDropped ends a Watch whose consumer fell too far behind; it
 // reconnects with the last event id it saw and nothing is lost.
 var ErrWatcherDropped = errors.New("watcher fell behind and was dropped")

@@ -35,13 +35,17 @@ type Server struct {
 	// port is the port Serve listens on; setup mode answers only to it.
 	port int
 	// mux is the router, asked which methods a path allows.
-	mux chi.Routes
+	mux        chi.Routes
+	onShutdown func()
 }
 
 // Options are the server's settings.
 type Options struct {
 	// AnonymousPull lets anyone pull through /v2/ without a token.
 	AnonymousPull bool
+	// OnShutdown runs when shutdown starts, to end long-lived responses
+	// (event streams) that would otherwise hold it up.
+	OnShutdown func()
 }
 
 // NewServer builds the handler tree over h.
@@ -51,7 +55,7 @@ func NewServer(h *handlers.Handlers, opts Options, log *slog.Logger) *Server {
 	}
 	var token [32]byte
 	_, _ = rand.Read(token[:])
-	s := &Server{log: log, accounts: h.Accounts, anonymousPull: opts.AnonymousPull, setupCSRF: hex.EncodeToString(token[:])}
+	s := &Server{log: log, accounts: h.Accounts, anonymousPull: opts.AnonymousPull, setupCSRF: hex.EncodeToString(token[:]), onShutdown: opts.OnShutdown}
 	s.handler = s.routes(h)
 	return s
 }
@@ -72,6 +76,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if s.onShutdown != nil {
+		srv.RegisterOnShutdown(s.onShutdown)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

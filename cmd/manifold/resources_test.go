@@ -94,3 +94,42 @@ func TestWatchersGiveBackDescriptors(t *testing.T) {
 		t.Errorf("goroutines did not come back: %d before, %d after", baseG, g)
 	}
 }
+
+// TestShutdownWithOpenStreams: 100 event streams on a running build do not
+// hold up a shutdown: it ends them, and manifold exits cleanly at once.
+func TestShutdownWithOpenStreams(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	id := a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\nRUN sleep 60\n", "platforms": []string{"linux/amd64"}, "no_cache": true})
+	a.waitStatus(t, id, "running", nil)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: -1}}
+	var bodies []*bufio.Reader
+	var closers []func() error
+	for range 100 {
+		resp, err := client.Get(a.URL + "/api/v1/builds/" + id + "/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		closers = append(closers, resp.Body.Close)
+		bodies = append(bodies, bufio.NewReader(resp.Body))
+	}
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	for _, b := range bodies { // every stream is live: it got its first lines
+		if _, err := b.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	a.stop() // fails the test if run returns an error
+	took := time.Since(start)
+	t.Logf("shutdown with 100 open streams took %v", took)
+	if took > 2*time.Second {
+		t.Fatalf("shutdown with 100 open streams took %v", took)
+	}
+	if strings.Contains(a.logs.String(), "deadline exceeded") {
+		t.Fatalf("the HTTP shutdown timed out:\n%s", a.logs)
+	}
+}

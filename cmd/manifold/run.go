@@ -385,7 +385,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if setup, err := accounts.SetupMode(ctx); err == nil && setup {
 		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
 	}
-	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accounts, Log: log, Retention: cfg.Retention}, web.Options{AnonymousPull: cfg.AnonPull}, log)
+	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accounts, Log: log, Retention: cfg.Retention}, web.Options{AnonymousPull: cfg.AnonPull, OnShutdown: svc.CloseWatchers}, log)
 	return srv.Serve(ctx, l)
 }
 
