@@ -194,23 +194,31 @@ func (s *Service) sumArchives(id string, missing []ArchiveSum) {
 	}
 	s.summingIDs[id] = true
 	s.summing.Unlock()
-	go func() {
+	started := s.jobs.Go(func(ctx context.Context) {
 		defer func() {
 			s.summing.Lock()
 			delete(s.summingIDs, id)
 			s.summing.Unlock()
 		}()
-		s.sumSlots <- struct{}{}
+		select {
+		case s.sumSlots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		defer func() { <-s.sumSlots }()
-		ctx := context.Background()
 		for _, a := range missing {
 			arch, err := s.Export(ctx, id, a.Format, a.Platform)
 			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("checksum a download: assemble it", "build_id", id, "format", a.Format, "platform", a.Platform, "err", err)
+				}
 				return
 			}
 			sum, err := arch.Sum(ctx)
 			if err != nil {
-				s.log.Warn("checksum a download", "build_id", id, "err", err)
+				if ctx.Err() == nil {
+					s.log.Warn("checksum a download", "build_id", id, "err", err)
+				}
 				return
 			}
 			a.SHA256, a.Size = sum, arch.Size
@@ -218,5 +226,10 @@ func (s *Service) sumArchives(id string, missing []ArchiveSum) {
 				s.log.Warn("save a download's checksum", "build_id", id, "err", err)
 			}
 		}
-	}()
+	})
+	if !started {
+		s.summing.Lock()
+		delete(s.summingIDs, id)
+		s.summing.Unlock()
+	}
 }

@@ -99,7 +99,10 @@ func (s *Service) CollectGarbage(ctx context.Context, ret Retention) (GCReport, 
 		}
 		for _, id := range ids {
 			if err := s.store.DeleteBuild(ctx, id); err != nil {
-				continue // it started running again, or is gone already
+				if k := ErrorKind(err); k != EConflict && k != ENotFound { // not "running again" or "gone already"
+					s.log.Warn("gc: remove a build", "build_id", id, "err", err)
+				}
+				continue
 			}
 			rep.RemovedBuilds = append(rep.RemovedBuilds, id)
 		}

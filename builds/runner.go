@@ -21,11 +21,9 @@ import (
 	"manifold/builds/outbound"
 )
 
-// Cancellation causes, so a finished solve knows why its context ended.
-var (
-	errCanceledByUser = errors.New("canceled by user")
-	errShutdown       = errors.New("manifold is shutting down")
-)
+// errCanceledByUser is the cause a user's cancel gives a solve's context,
+// so the finished solve knows why it ended (shutdown ends the app context).
+var errCanceledByUser = errors.New("canceled by user")
 
 // Runner executes queued builds on BuildKit, at most Limit at a time, in FIFO order.
 type Runner struct {
@@ -51,7 +49,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	queue   []string
-	running map[string]context.CancelCauseFunc
+	running map[string]runningBuild
 	wake    chan struct{}
 	wg      sync.WaitGroup
 	// gcMu: a solve, until its result is recorded, holds it for reading;
@@ -110,7 +108,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
 		log: cfg.Log, limit: cfg.Limit, maxQueued: cfg.MaxQueuedPerUser, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, outbound: cfg.Outbound, listing: cfg.Listing,
 		frontends: cfg.Frontends, network: cfg.Network,
-		running: map[string]context.CancelCauseFunc{},
+		running: map[string]runningBuild{},
 		wake:    make(chan struct{}, 1),
 	}
 }
@@ -157,20 +155,28 @@ func (r *Runner) Position(id string) int {
 	return slices.Index(r.queue, id) + 1
 }
 
+// runningBuild is a build a worker runs: how to cancel it, and a channel
+// closed once its final state is recorded.
+type runningBuild struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
 // Cancel takes a build out of the queue or cancels its running solve. It
-// reports whether the build was queued (true, false) or running (false, true).
-func (r *Runner) Cancel(id string) (wasQueued, wasRunning bool) {
+// reports whether the build was queued, and for a running build returns a
+// channel closed once its final state is recorded (nil otherwise).
+func (r *Runner) Cancel(id string) (wasQueued bool, finished <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if i := slices.Index(r.queue, id); i >= 0 {
 		r.queue = slices.Delete(r.queue, i, i+1)
-		return true, false
+		return true, nil
 	}
-	if cancel, ok := r.running[id]; ok {
-		cancel(errCanceledByUser)
-		return false, true
+	if rb, ok := r.running[id]; ok {
+		rb.cancel(errCanceledByUser)
+		return false, rb.done
 	}
-	return false, false
+	return false, nil
 }
 
 func (r *Runner) next(ctx context.Context) (string, bool) {
@@ -205,13 +211,15 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	}
 	ctx, cancel := context.WithCancelCause(appCtx)
 	defer cancel(nil)
+	rb := runningBuild{cancel: cancel, done: make(chan struct{})}
 	r.mu.Lock()
-	r.running[id] = cancel
+	r.running[id] = rb
 	r.mu.Unlock()
-	defer func() {
+	defer func() { // after the final state is recorded (or could not be)
 		r.mu.Lock()
 		delete(r.running, id)
 		r.mu.Unlock()
+		close(rb.done)
 	}()
 
 	started, events, err := r.store.StartBuild(appCtx, id, time.Now().UTC())
@@ -230,7 +238,7 @@ func (r *Runner) run(appCtx context.Context, id string) {
 		switch {
 		case errors.Is(cause, errCanceledByUser):
 			res = Result{Status: StatusCanceled, Error: "canceled by user"}
-		case errors.Is(cause, errShutdown) || appCtx.Err() != nil:
+		case appCtx.Err() != nil:
 			res = Result{Status: StatusInterrupted, Error: "Manifold stopped while the build was running"}
 		}
 	}

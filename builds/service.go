@@ -38,6 +38,9 @@ type Service struct {
 	// admit makes counting a user's queued builds and adding one a single step.
 	admit sync.Mutex
 
+	// jobs owns the background work (checksums, the periodic collection).
+	jobs *Jobs
+
 	summing    sync.Mutex
 	summingIDs map[string]bool
 	sumSlots   chan struct{} // one checksum computation at a time
@@ -48,7 +51,7 @@ func NewService(runner *Runner, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log, sumSlots: make(chan struct{}, 1), listing: runner.listing}
+	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log, sumSlots: make(chan struct{}, 1), listing: runner.listing, jobs: NewJobs()}
 }
 
 // Recover runs once at start-up, before the runner starts: builds a previous
@@ -338,6 +341,19 @@ func (s *Service) eachEvent(ctx context.Context, id string, after int64, fn func
 	}
 }
 
+// Shutdown stops the background jobs and waits for them; call it after the
+// HTTP server stopped and before the database closes.
+func (s *Service) Shutdown() { s.jobs.Shutdown() }
+
+// CollectEvery applies retention and collects garbage every interval until Shutdown.
+func (s *Service) CollectEvery(interval time.Duration, ret Retention) {
+	s.jobs.Every(interval, func(ctx context.Context) {
+		if _, err := s.CollectGarbage(ctx, ret); err != nil && ctx.Err() == nil {
+			s.log.Error("garbage collection", "err", err)
+		}
+	})
+}
+
 // CloseWatchers ends every Watch, and any started later: the server is
 // shutting down.
 func (s *Service) CloseWatchers() { s.hub.Close() }
@@ -418,23 +434,22 @@ func (s *Service) Cancel(ctx context.Context, id string) (*Build, error) {
 	if b.Status.Final() {
 		return nil, CodeErrorf(EConflict, "build_finished", "build %s already %s; only queued or running builds can be cancelled", id, b.Status)
 	}
-	wasQueued, wasRunning := s.runner.Cancel(id)
-	if wasQueued || (!wasRunning && b.Status == StatusQueued) {
+	wasQueued, finished := s.runner.Cancel(id)
+	if wasQueued || (finished == nil && b.Status == StatusQueued) {
 		events, err := s.store.FinishBuild(ctx, id, time.Now().UTC(), Result{Status: StatusCanceled, Error: "canceled by user before it started"})
 		if err != nil {
 			return nil, err
 		}
 		s.hub.Publish(id, events)
 	}
-	if wasRunning {
+	if finished != nil {
 		// The runner records the final state; wait briefly so the answer shows it.
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			nb, err := s.store.GetBuild(ctx, id)
-			if err == nil && nb.Status.Final() {
-				return nb, nil
-			}
-			time.Sleep(50 * time.Millisecond)
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+		case <-ctx.Done():
 		}
 	}
 	return s.store.GetBuild(ctx, id)
@@ -468,11 +483,3 @@ func (b *Build) Request() Request {
 	return r
 }
 
-// Rebuild starts a new build with the same inputs as build id.
-func (s *Service) Rebuild(ctx context.Context, id string) (*Build, error) {
-	b, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return s.Start(ctx, b.Request())
-}

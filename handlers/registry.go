@@ -47,9 +47,9 @@ func (h *Handlers) Registry(w http.ResponseWriter, r *http.Request) error {
 		return registryError(w, r, http.StatusNotFound, "NAME_UNKNOWN", "nothing is served at "+r.URL.Path)
 	}
 	if err != nil {
-		status := map[builds.Kind]int{builds.EInvalid: 400, builds.ENotFound: 404}[builds.ErrorKind(err)]
-		if status == 0 {
-			return err // an internal error: the shared adapter logs it
+		status := Status(err)
+		if status >= 500 {
+			return err // the shared adapter logs it
 		}
 		return registryError(w, r, status, builds.ErrorCode(err), builds.ErrorMessage(err))
 	}

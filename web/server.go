@@ -96,21 +96,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// statusOf is the one table from error kinds to HTTP statuses.
-var statusOf = map[builds.Kind]int{
-	builds.EInvalid:      http.StatusBadRequest,
-	builds.ENotFound:     http.StatusNotFound,
-	builds.EConflict:     http.StatusConflict,
-	builds.EUnavailable:  http.StatusServiceUnavailable,
-	builds.EUpstream:     http.StatusBadGateway,
-	builds.EUnauthorized: http.StatusUnauthorized,
-	builds.EForbidden:    http.StatusForbidden,
-	builds.ETooMany:      http.StatusTooManyRequests,
-	builds.EMediaType:    http.StatusUnsupportedMediaType,
-	builds.EMethod:       http.StatusMethodNotAllowed,
-	builds.EInternal:     http.StatusInternalServerError,
-}
-
 // handle adapts a handler that returns an error. An error after the
 // response has started (a client gone mid-download) cannot change the
 // answer any more: it is logged, and nothing more is written.
@@ -155,10 +140,7 @@ func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Errors without a kind are logged in full and shown as "internal error".
 func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	kind := builds.ErrorKind(err)
-	status := statusOf[kind]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
+	status := handlers.Status(err)
 	if kind == builds.EInternal {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestIDFrom(r.Context()), "err", err)
 	}

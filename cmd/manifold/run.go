@@ -354,6 +354,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		Store:      db.NewBuilds(database), Hub: builds.NewHub(), Node: node, Content: store, WorkDir: work, Log: log, Limit: cfg.Concurrency, MaxQueuedPerUser: cfg.MaxQueued, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
+	defer svc.Shutdown() // background jobs end before the database closes
 	if err := svc.Recover(ctx); err != nil {
 		return err
 	}
@@ -367,20 +368,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", data, "buildkit", node.Addr, "version", versionString())
 	if cfg.GCInterval > 0 {
-		go func() {
-			t := time.NewTicker(cfg.GCInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-runCtx.Done():
-					return
-				case <-t.C:
-					if _, err := svc.CollectGarbage(runCtx, cfg.Retention); err != nil && runCtx.Err() == nil {
-						log.Error("garbage collection", "err", err)
-					}
-				}
-			}
-		}()
+		svc.CollectEvery(cfg.GCInterval, cfg.Retention)
 	}
 	if setup, err := accounts.SetupMode(ctx); err == nil && setup {
 		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
