@@ -482,4 +482,3 @@ func (b *Build) Request() Request {
 	r.Options.Context = Source{}
 	return r
 }
-
