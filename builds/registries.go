@@ -104,6 +104,12 @@ func NewRegistries(store CredentialStore, key []byte) (*Registries, error) {
 	return &Registries{store: store, aead: aead}, nil
 }
 
+// Seal seals plain with associated data ad (accounts seal build secrets with it).
+func (r *Registries) Seal(plain, ad string) ([]byte, error) { return r.seal(plain, ad) }
+
+// Open opens what Seal sealed with the same associated data.
+func (r *Registries) Open(sealed []byte, ad string) (string, error) { return r.open(sealed, ad) }
+
 func (r *Registries) seal(plain, host string) ([]byte, error) {
 	nonce := make([]byte, r.aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {

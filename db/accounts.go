@@ -9,15 +9,16 @@ import (
 	"time"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 )
 
-// Accounts implements builds.AccountStore.
+// Accounts implements accounts.Store.
 type Accounts struct{ db *DB }
 
 // NewAccounts returns the account store over d.
 func NewAccounts(d *DB) *Accounts { return &Accounts{db: d} }
 
-var _ builds.AccountStore = (*Accounts)(nil)
+var _ accounts.Store = (*Accounts)(nil)
 
 func noUser(name string) error {
 	return builds.CodeErrorf(builds.ENotFound, "user_not_found", "no user is named %q", name)
@@ -33,7 +34,7 @@ func (s *Accounts) CountUsers(ctx context.Context) (int, error) {
 }
 
 // CreateUser inserts an account.
-func (s *Accounts) CreateUser(ctx context.Context, u builds.User, hash string) (builds.User, error) {
+func (s *Accounts) CreateUser(ctx context.Context, u accounts.User, hash string) (accounts.User, error) {
 	res, err := s.db.ExecContext(ctx, `INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?)`,
 		u.Name, hash, u.Role, formatTime(u.CreatedAt))
 	if err != nil {
@@ -46,8 +47,8 @@ func (s *Accounts) CreateUser(ctx context.Context, u builds.User, hash string) (
 	return u, nil
 }
 
-func scanUser(row scanner) (builds.User, string, int, error) {
-	var u builds.User
+func scanUser(row scanner) (accounts.User, string, int, error) {
+	var u accounts.User
 	var hash, created string
 	var failed int
 	var locked sql.NullString
@@ -65,7 +66,7 @@ func scanUser(row scanner) (builds.User, string, int, error) {
 const userColumns = `id, name, password_hash, role, created_at, failed_logins, locked_until`
 
 // UserByName reads one account with its password hash and failure count.
-func (s *Accounts) UserByName(ctx context.Context, name string) (builds.User, string, int, error) {
+func (s *Accounts) UserByName(ctx context.Context, name string) (accounts.User, string, int, error) {
 	u, hash, failed, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, "", 0, noUser(name)
@@ -77,13 +78,13 @@ func (s *Accounts) UserByName(ctx context.Context, name string) (builds.User, st
 }
 
 // ListUsers lists accounts by name.
-func (s *Accounts) ListUsers(ctx context.Context) ([]builds.User, error) {
+func (s *Accounts) ListUsers(ctx context.Context) ([]accounts.User, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("db: list users: %w", err)
 	}
 	defer rows.Close()
-	out := []builds.User{}
+	out := []accounts.User{}
 	for rows.Next() {
 		u, _, _, err := scanUser(rows)
 		if err != nil {
@@ -95,7 +96,7 @@ func (s *Accounts) ListUsers(ctx context.Context) ([]builds.User, error) {
 }
 
 // UpdateUser sets a role and, when hash is not empty, a new password (which ends the user's sessions).
-func (s *Accounts) UpdateUser(ctx context.Context, name string, role builds.Role, hash string) error {
+func (s *Accounts) UpdateUser(ctx context.Context, name string, role accounts.Role, hash string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -158,12 +159,12 @@ func (s *Accounts) CreateSession(ctx context.Context, idHash string, userID int6
 }
 
 // SessionByHash reads a session and its user.
-func (s *Accounts) SessionByHash(ctx context.Context, idHash string) (builds.Session, error) {
-	var sess builds.Session
+func (s *Accounts) SessionByHash(ctx context.Context, idHash string) (accounts.Session, error) {
+	var sess accounts.Session
 	var last, exp string
 	row := s.db.QueryRowContext(ctx, `SELECT s.csrf, s.last_seen, s.expires_at, `+prefixed("u.", userColumns)+`
 		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, idHash)
-	var u builds.User
+	var u accounts.User
 	var hash, created string
 	var failed int
 	var locked sql.NullString
@@ -200,22 +201,22 @@ func (s *Accounts) DeleteSession(ctx context.Context, idHash string) error {
 }
 
 // CreateToken stores a token by its hash.
-func (s *Accounts) CreateToken(ctx context.Context, userID int64, name, hash, scope string, at time.Time) (builds.Token, error) {
+func (s *Accounts) CreateToken(ctx context.Context, userID int64, name, hash, scope string, at time.Time) (accounts.Token, error) {
 	res, err := s.db.ExecContext(ctx, `INSERT INTO tokens (user_id, name, hash, scope, created_at) VALUES (?, ?, ?, ?, ?)`,
 		userID, name, hash, scope, formatTime(at))
 	if err != nil {
-		return builds.Token{}, fmt.Errorf("db: create token: %w", err)
+		return accounts.Token{}, fmt.Errorf("db: create token: %w", err)
 	}
 	id, _ := res.LastInsertId()
 	var user string
 	_ = s.db.QueryRowContext(ctx, `SELECT name FROM users WHERE id = ?`, userID).Scan(&user)
-	return builds.Token{ID: id, User: user, Name: name, Scope: scope, CreatedAt: at}, nil
+	return accounts.Token{ID: id, User: user, Name: name, Scope: scope, CreatedAt: at}, nil
 }
 
 const tokenColumns = `t.id, u.name, t.name, t.scope, t.created_at, t.last_used, t.revoked_at`
 
-func scanToken(row scanner, extra ...any) (builds.Token, error) {
-	var t builds.Token
+func scanToken(row scanner, extra ...any) (accounts.Token, error) {
+	var t accounts.Token
 	var created string
 	var used, revoked sql.NullString
 	if err := row.Scan(append([]any{&t.ID, &t.User, &t.Name, &t.Scope, &created, &used, &revoked}, extra...)...); err != nil {
@@ -233,8 +234,8 @@ func scanToken(row scanner, extra ...any) (builds.Token, error) {
 }
 
 // TokenByHash reads a token and its user.
-func (s *Accounts) TokenByHash(ctx context.Context, hash string) (builds.Token, builds.User, error) {
-	var u builds.User
+func (s *Accounts) TokenByHash(ctx context.Context, hash string) (accounts.Token, accounts.User, error) {
+	var u accounts.User
 	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenColumns+`, u.id, u.role FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, hash), &u.ID, &u.Role)
 	u.Name = t.User
 	return t, u, err
@@ -247,14 +248,14 @@ func (s *Accounts) TouchToken(ctx context.Context, id int64, at time.Time) error
 }
 
 // ListTokens lists a user's tokens, or everyone's when user is "".
-func (s *Accounts) ListTokens(ctx context.Context, user string) ([]builds.Token, error) {
+func (s *Accounts) ListTokens(ctx context.Context, user string) ([]accounts.Token, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens t JOIN users u ON u.id = t.user_id
 		WHERE ? = '' OR u.name = ? ORDER BY t.id DESC`, user, user)
 	if err != nil {
 		return nil, fmt.Errorf("db: list tokens: %w", err)
 	}
 	defer rows.Close()
-	out := []builds.Token{}
+	out := []accounts.Token{}
 	for rows.Next() {
 		t, err := scanToken(rows)
 		if err != nil {
@@ -279,7 +280,7 @@ func (s *Accounts) RevokeToken(ctx context.Context, id int64, user string, at ti
 }
 
 // AddAudit appends to the audit log.
-func (s *Accounts) AddAudit(ctx context.Context, e builds.AuditEntry) error {
+func (s *Accounts) AddAudit(ctx context.Context, e accounts.AuditEntry) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, action, target, ip, detail) VALUES (?, ?, ?, ?, ?, ?)`,
 		formatTime(e.At), e.Actor, e.Action, e.Target, e.IP, e.Detail)
 	if err != nil {
@@ -289,7 +290,7 @@ func (s *Accounts) AddAudit(ctx context.Context, e builds.AuditEntry) error {
 }
 
 // ListAudit pages newest first by id.
-func (s *Accounts) ListAudit(ctx context.Context, before int64, limit int) ([]builds.AuditEntry, error) {
+func (s *Accounts) ListAudit(ctx context.Context, before int64, limit int) ([]accounts.AuditEntry, error) {
 	if before <= 0 {
 		before = 1 << 62
 	}
@@ -298,9 +299,9 @@ func (s *Accounts) ListAudit(ctx context.Context, before int64, limit int) ([]bu
 		return nil, fmt.Errorf("db: list audit: %w", err)
 	}
 	defer rows.Close()
-	out := []builds.AuditEntry{}
+	out := []accounts.AuditEntry{}
 	for rows.Next() {
-		var e builds.AuditEntry
+		var e accounts.AuditEntry
 		var at string
 		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &e.IP, &e.Detail); err != nil {
 			return nil, err

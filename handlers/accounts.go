@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 	"manifold/templates"
 )
 
@@ -28,7 +29,7 @@ func ClientIP(r *http.Request) string {
 // audit records what the request's user did.
 func (h *Handlers) audit(r *http.Request, action, target, detail string) {
 	actor := "anonymous"
-	if id, ok := builds.IdentityFrom(r.Context()); ok {
+	if id, ok := accounts.IdentityFrom(r.Context()); ok {
 		actor = id.User
 	}
 	if err := h.Accounts.Audit(r.Context(), actor, action, target, ClientIP(r), detail); err != nil {
@@ -36,8 +37,8 @@ func (h *Handlers) audit(r *http.Request, action, target, detail string) {
 	}
 }
 
-func identity(r *http.Request) builds.Identity {
-	id, _ := builds.IdentityFrom(r.Context())
+func identity(r *http.Request) accounts.Identity {
+	id, _ := accounts.IdentityFrom(r.Context())
 	return id
 }
 
@@ -128,7 +129,7 @@ func (h *Handlers) Me(w http.ResponseWriter, r *http.Request) error {
 func (h *Handlers) ListTokens(w http.ResponseWriter, r *http.Request) error {
 	id := identity(r)
 	user := id.User
-	if r.URL.Query().Get("all") == "1" && id.Role == builds.RoleAdmin {
+	if r.URL.Query().Get("all") == "1" && id.Role == accounts.RoleAdmin {
 		user = ""
 	}
 	list, err := h.Accounts.Tokens(r.Context(), user)
@@ -160,8 +161,8 @@ func (h *Handlers) CreateToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 // checkScope keeps a caller from minting a token stronger than itself.
-func (h *Handlers) checkScope(id builds.Identity, scope string) error {
-	role, err := builds.ScopeRole(scope)
+func (h *Handlers) checkScope(id accounts.Identity, scope string) error {
+	role, err := accounts.ScopeRole(scope)
 	if err != nil {
 		return err
 	}
@@ -190,7 +191,7 @@ func (h *Handlers) revoke(r *http.Request) error {
 	}
 	id := identity(r)
 	owner := id.User
-	if id.Role == builds.RoleAdmin {
+	if id.Role == accounts.RoleAdmin {
 		owner = ""
 	}
 	if err := h.Accounts.RevokeToken(r.Context(), tid, owner); err != nil {
@@ -270,7 +271,7 @@ func (h *Handlers) CreateUser(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(http.MaxBytesReader(w, r.Body, 64<<10), &req); err != nil {
 		return err
 	}
-	u, err := h.Accounts.CreateUser(r.Context(), req.Name, req.Password, builds.Role(req.Role))
+	u, err := h.Accounts.CreateUser(r.Context(), req.Name, req.Password, accounts.Role(req.Role))
 	if err != nil {
 		return err
 	}
@@ -288,7 +289,7 @@ func (h *Handlers) UpdateUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := chi.URLParam(r, "name")
-	if err := h.Accounts.UpdateUser(r.Context(), name, builds.Role(req.Role), req.Password); err != nil {
+	if err := h.Accounts.UpdateUser(r.Context(), name, accounts.Role(req.Role), req.Password); err != nil {
 		return err
 	}
 	h.audit(r, "user.update", name, "role "+req.Role)
@@ -344,7 +345,7 @@ func (h *Handlers) CreateUserForm(w http.ResponseWriter, r *http.Request) error 
 	if err := r.ParseForm(); err != nil {
 		return err
 	}
-	u, err := h.Accounts.CreateUser(r.Context(), strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("password"), builds.Role(r.PostForm.Get("role")))
+	u, err := h.Accounts.CreateUser(r.Context(), strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("password"), accounts.Role(r.PostForm.Get("role")))
 	if err != nil {
 		if k := builds.ErrorKind(err); k == builds.EInvalid || k == builds.EConflict {
 			return h.renderUsers(w, r, http.StatusBadRequest, builds.ErrorMessage(err))
@@ -372,7 +373,7 @@ func (h *Handlers) UpdateUserForm(w http.ResponseWriter, r *http.Request) error 
 			h.audit(r, "user.delete", name, "")
 		}
 	} else {
-		if err = h.Accounts.UpdateUser(r.Context(), name, builds.Role(r.PostForm.Get("role")), ""); err == nil {
+		if err = h.Accounts.UpdateUser(r.Context(), name, accounts.Role(r.PostForm.Get("role")), ""); err == nil {
 			h.audit(r, "user.update", name, "role "+r.PostForm.Get("role"))
 		}
 	}
@@ -416,7 +417,7 @@ func (h *Handlers) Setup(w http.ResponseWriter, r *http.Request) error {
 		return builds.CodeErrorf(builds.EInvalid, "invalid_form", "the form cannot be read")
 	}
 	name, password := strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("password")
-	u, err := h.Accounts.CreateUser(r.Context(), name, password, builds.RoleAdmin)
+	u, err := h.Accounts.CreateUser(r.Context(), name, password, accounts.RoleAdmin)
 	if err != nil {
 		if builds.ErrorKind(err) == builds.EInvalid {
 			return render(w, r, http.StatusBadRequest, templates.SetupPage(templates.LoginView{Name: name, Error: builds.ErrorMessage(err)}))
@@ -432,7 +433,7 @@ func (h *Handlers) setupAllowed(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id, _ := builds.IdentityFrom(r.Context())
+	id, _ := accounts.IdentityFrom(r.Context())
 	if !setup || id.Via != "setup" {
 		return builds.CodeErrorf(builds.ENotFound, "not_found", "setup is over: accounts exist, or this request does not come from this machine")
 	}

@@ -11,12 +11,13 @@ import (
 	"strings"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 )
 
 // Handlers holds what the HTTP surface needs.
 type Handlers struct {
 	Builds   *builds.Service
-	Accounts *builds.Accounts
+	Accounts *accounts.Service
 	Log      *slog.Logger
 	// Retention is applied by POST /api/v1/gc, as by the periodic collection.
 	Retention builds.Retention

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 )
 
 // ExampleDockerfile is the example every user tries first; the new-build form starts with it.
@@ -52,7 +53,7 @@ type LoginView struct {
 // AccountView is the user's own page: tokens and secrets.
 type AccountView struct {
 	User, Role string
-	Tokens     []builds.Token
+	Tokens     []accounts.Token
 	NewToken   string // shown once, right after it was made
 	Error      string
 	Secrets    []string
@@ -60,14 +61,14 @@ type AccountView struct {
 
 // UsersView is the admins' user list.
 type UsersView struct {
-	Users  []builds.User
-	Tokens []builds.Token
+	Users  []accounts.User
+	Tokens []accounts.Token
 	Error  string
 }
 
 // AuditView is a page of the audit log.
 type AuditView struct {
-	Entries []builds.AuditEntry
+	Entries []accounts.AuditEntry
 	Next    string
 }
 

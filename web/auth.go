@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 	"manifold/handlers"
 	"manifold/templates"
 )
@@ -26,7 +27,7 @@ func fromThisMachine(r *http.Request) bool {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		var id builds.Identity
+		var id accounts.Identity
 		var authErr error
 		token := ""
 		if h := r.Header.Get("Authorization"); h != "" {
@@ -50,11 +51,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				}
 			} else if setup, err := s.accounts.SetupMode(ctx); err == nil && setup && fromThisMachine(r) {
 				// guardSetup has checked the Host, the Origin and the token already.
-				id = builds.Identity{User: "setup", Role: builds.RoleAdmin, Via: "setup", CSRF: s.setupCSRF}
+				id = accounts.Identity{User: "setup", Role: accounts.RoleAdmin, Via: "setup", CSRF: s.setupCSRF}
 			}
 		}
 		if authErr == nil && id.Role != "" {
-			ctx = builds.WithIdentity(ctx, id)
+			ctx = accounts.WithIdentity(ctx, id)
 		}
 		ctx = templates.WithPage(ctx, templates.PageContext{User: id.User, Role: string(id.Role), CSRF: id.CSRF, Setup: id.Via == "setup"})
 		if authErr != nil {
@@ -66,10 +67,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 
 // require lets a request through when its identity has the role, and checks
 // the CSRF token of state-changing requests a session cookie authenticates.
-func (s *Server) require(role builds.Role) func(http.Handler) http.Handler {
+func (s *Server) require(role accounts.Role) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			id, ok := builds.IdentityFrom(r.Context())
+			id, ok := accounts.IdentityFrom(r.Context())
 			if !ok {
 				s.unauthorized(w, r)
 				return

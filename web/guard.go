@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 )
 
 // guardSetup protects an instance that has no account yet, when requests from
@@ -124,7 +125,7 @@ func (s *Server) csrfOK(r *http.Request, want string) bool {
 // after authenticate; anonymous callers are left to require's 401.
 func (s *Server) requireJSON(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, known := builds.IdentityFrom(r.Context()); !known || !strings.HasPrefix(r.URL.Path, "/api/") || safeMethod(r.Method) {
+		if _, known := accounts.IdentityFrom(r.Context()); !known || !strings.HasPrefix(r.URL.Path, "/api/") || safeMethod(r.Method) {
 			next.ServeHTTP(w, r) // an anonymous caller gets require's 401 first
 			return
 		}

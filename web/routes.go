@@ -6,7 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
-	"manifold/builds"
+	"manifold/builds/accounts"
 	"manifold/handlers"
 	"manifold/static"
 )
@@ -33,12 +33,12 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	if s.anonymousPull {
 		r.Handle("/v2/*", s.handle(h.Registry))
 	} else {
-		r.With(s.require(builds.RoleViewer)).Handle("/v2/*", s.handle(h.Registry))
+		r.With(s.require(accounts.RoleViewer)).Handle("/v2/*", s.handle(h.Registry))
 	}
 
 	// Viewers read everything.
 	r.Group(func(r chi.Router) {
-		r.Use(s.require(builds.RoleViewer))
+		r.Use(s.require(accounts.RoleViewer))
 		r.Post("/logout", s.handle(h.Logout))
 		r.Get("/api/v1/me", s.handle(h.Me))
 		r.Get("/api/v1/builds", s.handle(h.ListBuilds))
@@ -74,7 +74,7 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 
 	// Builders start, cancel, push, pin and delete builds, and keep build secrets.
 	r.Group(func(r chi.Router) {
-		r.Use(s.require(builds.RoleBuilder))
+		r.Use(s.require(accounts.RoleBuilder))
 		r.Post("/api/v1/builds", s.handle(h.CreateBuild))
 		r.Post("/api/v1/builds/{id}/cancel", s.handle(h.CancelBuild))
 		r.Post("/api/v1/builds/{id}/rebuild", s.handle(h.RebuildBuild))
@@ -95,7 +95,7 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 
 	// Admins manage users, tokens, registries, collection, and read the audit log.
 	r.Group(func(r chi.Router) {
-		r.Use(s.require(builds.RoleAdmin))
+		r.Use(s.require(accounts.RoleAdmin))
 		r.Post("/api/v1/gc", s.handle(h.CollectGarbage))
 		r.Get("/api/v1/registries", s.handle(h.ListRegistries))
 		r.Put("/api/v1/registries/{host}", s.handle(h.PutRegistry))

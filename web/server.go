@@ -20,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 	"manifold/handlers"
 	"manifold/templates"
 )
@@ -28,7 +29,7 @@ import (
 type Server struct {
 	log           *slog.Logger
 	handler       http.Handler
-	accounts      *builds.Accounts
+	accounts      *accounts.Service
 	anonymousPull bool
 	// setupCSRF is the token Manifold's own pages carry while no account exists.
 	setupCSRF string

@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 	"manifold/builds/outbound"
 	"manifold/db"
 	"manifold/handlers"
@@ -44,7 +45,7 @@ type config struct {
 	// address policy refuses them (comma-separated host or host:port).
 	AllowHosts string
 	Listing    builds.ListingLimits
-	Sessions   builds.AccountsConfig
+	Sessions   accounts.Config
 	// BuildNetwork is where the embedded buildkitd's RUN steps get their network.
 	BuildNetwork string
 	// Frontends lists the `# syntax=` frontend images builds may name.
@@ -343,10 +344,10 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Info("outbound requests may reach these non-public hosts", "allow_hosts", strings.Join(allow, ","))
 	}
 	regs.SetPolicy(policy)
-	accounts := builds.NewAccounts(db.NewAccounts(database), regs, cfg.Sessions)
+	accts := accounts.New(db.NewAccounts(database), regs, cfg.Sessions)
 	runner := builds.NewRunner(builds.RunnerConfig{
 		Registries: regs,
-		Secrets:    accounts,
+		Secrets:    accts,
 		Outbound:   policy,
 		Frontends:  cfg.Frontends,
 		Network:    cfg.BuildNetwork,
@@ -370,10 +371,10 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if cfg.GCInterval > 0 {
 		svc.CollectEvery(cfg.GCInterval, cfg.Retention)
 	}
-	if setup, err := accounts.SetupMode(ctx); err == nil && setup {
+	if setup, err := accts.SetupMode(ctx); err == nil && setup {
 		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
 	}
-	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accounts, Log: log, Retention: cfg.Retention}, web.Options{AnonymousPull: cfg.AnonPull, OnShutdown: svc.CloseWatchers}, log)
+	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accts, Log: log, Retention: cfg.Retention}, web.Options{AnonymousPull: cfg.AnonPull, OnShutdown: svc.CloseWatchers}, log)
 	return srv.Serve(ctx, l)
 }
 

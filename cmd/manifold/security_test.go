@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"manifold/builds"
+	"manifold/builds/accounts"
 )
 
 // cli runs a manifold subcommand as main would and returns what it printed.
@@ -115,7 +115,7 @@ func TestSecurityHostileRequests(t *testing.T) {
 	bearer := func(s string) map[string]string { return map[string]string{"Authorization": "Bearer " + s} }
 
 	// Revoke one token through the API.
-	var list struct{ Tokens []builds.Token }
+	var list struct{ Tokens []accounts.Token }
 	_, body := hostile{method: "GET", path: "/api/v1/tokens", hdr: bearer(build)}.do(t, a.URL)
 	_ = json.Unmarshal(body, &list)
 	for _, tk := range list.Tokens {

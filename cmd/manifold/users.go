@@ -14,11 +14,12 @@ import (
 	"time"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 	"manifold/db"
 )
 
 // openAccounts opens the data folder's database and key for the user and token commands.
-func openAccounts(ctx context.Context, data, keyFile string) (*builds.Accounts, func(), error) {
+func openAccounts(ctx context.Context, data, keyFile string) (*accounts.Service, func(), error) {
 	data, err := privateDataDir(data, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, nil, err
@@ -40,7 +41,7 @@ func openAccounts(ctx context.Context, data, keyFile string) (*builds.Accounts, 
 		database.Close()
 		return nil, nil, err
 	}
-	return builds.NewAccounts(db.NewAccounts(database), regs, builds.AccountsConfig{}), func() { database.Close() }, nil
+	return accounts.New(db.NewAccounts(database), regs, accounts.Config{}), func() { database.Close() }, nil
 }
 
 // userCommand is `manifold user create [--admin|--role R] [--password-stdin] NAME`.
@@ -64,7 +65,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	if *admin {
 		*role = "admin"
 	}
-	r, err := builds.ParseRole(*role)
+	r, err := accounts.ParseRole(*role)
 	if err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	} else if piped := pipedLine(2 * time.Second); piped != "" {
 		password = piped // `echo pw | manifold user create NAME` works without the flag too
 	} else {
-		password, generated = builds.RandomSecret()[:20], true
+		password, generated = accounts.RandomSecret()[:20], true
 	}
 	acc, closeFn, err := openAccounts(ctx, *data, *keyFile)
 	if err != nil {

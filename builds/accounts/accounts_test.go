@@ -1,4 +1,4 @@
-package builds_test
+package accounts_test
 
 import (
 	"context"
@@ -8,10 +8,11 @@ import (
 	"testing"
 
 	"manifold/builds"
+	"manifold/builds/accounts"
 	"manifold/db"
 )
 
-func newAccounts(t *testing.T) *builds.Accounts {
+func newAccounts(t *testing.T) *accounts.Service {
 	t.Helper()
 	d, err := db.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"))
 	if err != nil {
@@ -22,13 +23,13 @@ func newAccounts(t *testing.T) *builds.Accounts {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return builds.NewAccounts(db.NewAccounts(d), regs, builds.AccountsConfig{IPAttempts: 10})
+	return accounts.New(db.NewAccounts(d), regs, accounts.Config{IPAttempts: 10})
 }
 
 func TestFailedLoginsFromOneAddressWait(t *testing.T) {
 	a := newAccounts(t)
 	ctx := context.Background()
-	if _, err := a.CreateUser(ctx, "kim", "a good long password", builds.RoleViewer); err != nil {
+	if _, err := a.CreateUser(ctx, "kim", "a good long password", accounts.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	// Successes never count against an address.
@@ -56,7 +57,7 @@ func TestFailedLoginsFromOneAddressWait(t *testing.T) {
 func TestFailedLoginsSlowOneNameFromOneAddress(t *testing.T) {
 	a := newAccounts(t)
 	ctx := context.Background()
-	if _, err := a.CreateUser(ctx, "kim", "a good long password", builds.RoleViewer); err != nil {
+	if _, err := a.CreateUser(ctx, "kim", "a good long password", accounts.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	var known, unknown error
@@ -89,7 +90,7 @@ func TestFailedLoginsSlowOneNameFromOneAddress(t *testing.T) {
 func TestTokensNeverExceedTheirUser(t *testing.T) {
 	a := newAccounts(t)
 	ctx := context.Background()
-	if _, err := a.CreateUser(ctx, "vee", "a good long password", builds.RoleViewer); err != nil {
+	if _, err := a.CreateUser(ctx, "vee", "a good long password", accounts.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	secret, _, err := a.CreateToken(ctx, "vee", "ci", "admin")
@@ -97,16 +98,16 @@ func TestTokensNeverExceedTheirUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, err := a.TokenIdentity(ctx, secret)
-	if err != nil || id.Role != builds.RoleViewer {
+	if err != nil || id.Role != accounts.RoleViewer {
 		t.Fatalf("a viewer's admin-scope token acts as %q (%v)", id.Role, err)
 	}
 	if _, err := a.TokenIdentity(ctx, secret+"x"); builds.ErrorKind(err) != builds.EUnauthorized {
 		t.Fatalf("a wrong token: %v", err)
 	}
-	if _, err := a.CreateUser(ctx, "Bad Name", "a good long password", builds.RoleViewer); builds.ErrorCode(err) != "invalid_user" {
+	if _, err := a.CreateUser(ctx, "Bad Name", "a good long password", accounts.RoleViewer); builds.ErrorCode(err) != "invalid_user" {
 		t.Fatalf("bad user name: %v", err)
 	}
-	if _, err := a.CreateUser(ctx, "short", "short", builds.RoleViewer); builds.ErrorCode(err) != "weak_password" {
+	if _, err := a.CreateUser(ctx, "short", "short", accounts.RoleViewer); builds.ErrorCode(err) != "weak_password" {
 		t.Fatalf("short password: %v", err)
 	}
 }

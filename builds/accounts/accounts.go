@@ -1,4 +1,7 @@
-package builds
+// Package accounts is who may use Manifold: users and their roles,
+// argon2id passwords, browser sessions, scoped API tokens, login back-off,
+// the audit log, and each user's sealed build secrets.
+package accounts
 
 import (
 	"context"
@@ -9,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"manifold/builds"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,6 +21,13 @@ import (
 
 	"golang.org/x/crypto/argon2"
 )
+
+// Sealer seals and opens secrets with associated data (the registry
+// credentials' AEAD in Manifold); build secrets are stored only sealed.
+type Sealer interface {
+	Seal(plain, ad string) ([]byte, error)
+	Open(sealed []byte, ad string) (string, error)
+}
 
 // Role is what a user may do: viewers read, builders also start, cancel and
 // push builds, admins also manage users, registries and settings.
@@ -48,7 +59,7 @@ func (r Role) Allows(need Role) bool { return r.rank() >= need.rank() && need.ra
 func ParseRole(s string) (Role, error) {
 	r := Role(s)
 	if r.rank() == 0 {
-		return "", CodeErrorf(EInvalid, "invalid_role", "role %q is not one of viewer, builder, admin", s)
+		return "", builds.CodeErrorf(builds.EInvalid, "invalid_role", "role %q is not one of viewer, builder, admin", s)
 	}
 	return r, nil
 }
@@ -63,7 +74,7 @@ func ScopeRole(scope string) (Role, error) {
 	case "admin":
 		return RoleAdmin, nil
 	}
-	return "", CodeErrorf(EInvalid, "invalid_scope", "scope %q is not one of read, build, admin", scope)
+	return "", builds.CodeErrorf(builds.EInvalid, "invalid_scope", "scope %q is not one of read, build, admin", scope)
 }
 
 // User is an account.
@@ -116,8 +127,8 @@ type Identity struct {
 	TokenID int64
 }
 
-// AccountStore keeps users, sessions, tokens, the audit log and secrets.
-type AccountStore interface {
+// Store keeps users, sessions, tokens, the audit log and secrets.
+type Store interface {
 	CountUsers(ctx context.Context) (int, error)
 	CreateUser(ctx context.Context, u User, hash string) (User, error)
 	UserByName(ctx context.Context, name string) (u User, hash string, failed int, err error)
@@ -147,8 +158,8 @@ type AccountStore interface {
 	DeleteSecret(ctx context.Context, userID int64, name string) (bool, error)
 }
 
-// AccountsConfig tunes sessions and lockouts.
-type AccountsConfig struct {
+// Config tunes sessions and lockouts.
+type Config struct {
 	IdleTimeout     time.Duration // a session unused this long ends; 12 h when zero
 	AbsoluteTimeout time.Duration // a session ends this long after login whatever; 7 days when zero
 	MaxFailures     int           // failed logins in a row, per user name and address, before each next try waits; 5 when zero
@@ -156,11 +167,11 @@ type AccountsConfig struct {
 	IPAttempts      int           // failed logins per IP per minute before it must wait; 30 when zero
 }
 
-// Accounts is the account service: users, logins, sessions, tokens, audit, secrets.
-type Accounts struct {
-	store  AccountStore
-	sealer *Registries // its AEAD seals build secrets too
-	cfg    AccountsConfig
+// Service is the account service: users, logins, sessions, tokens, audit, secrets.
+type Service struct {
+	store  Store
+	sealer Sealer // seals build secrets
+	cfg    Config
 
 	mu         sync.Mutex
 	ipAttempts map[string][]time.Time
@@ -171,8 +182,8 @@ type Accounts struct {
 	hasUsers atomic.Bool
 }
 
-// NewAccounts wires the account service.
-func NewAccounts(store AccountStore, sealer *Registries, cfg AccountsConfig) *Accounts {
+// New wires the account service.
+func New(store Store, sealer Sealer, cfg Config) *Service {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 12 * time.Hour
 	}
@@ -188,7 +199,7 @@ func NewAccounts(store AccountStore, sealer *Registries, cfg AccountsConfig) *Ac
 	if cfg.IPAttempts <= 0 {
 		cfg.IPAttempts = 30
 	}
-	return &Accounts{store: store, sealer: sealer, cfg: cfg, ipAttempts: map[string][]time.Time{}, backoff: map[string]*loginBackoff{}, dummyHash: HashPassword("not a real password, for timing")}
+	return &Service{store: store, sealer: sealer, cfg: cfg, ipAttempts: map[string][]time.Time{}, backoff: map[string]*loginBackoff{}, dummyHash: HashPassword("not a real password, for timing")}
 }
 
 // Argon2id parameters (RFC 9106's second recommendation, lighter on memory).
@@ -245,7 +256,7 @@ func hashSecret(s string) string {
 
 // SetupMode reports whether no account exists yet.
 // Every request without credentials asks, so the answer is cached once false.
-func (a *Accounts) SetupMode(ctx context.Context) (bool, error) {
+func (a *Service) SetupMode(ctx context.Context) (bool, error) {
 	if a.hasUsers.Load() {
 		return false, nil
 	}
@@ -257,12 +268,12 @@ func (a *Accounts) SetupMode(ctx context.Context) (bool, error) {
 }
 
 // CreateUser adds an account.
-func (a *Accounts) CreateUser(ctx context.Context, name, password string, role Role) (User, error) {
+func (a *Service) CreateUser(ctx context.Context, name, password string, role Role) (User, error) {
 	if !userName.MatchString(name) {
-		return User{}, CodeErrorf(EInvalid, "invalid_user", "user name %q is not valid; use 1 to 64 lower-case letters, digits, '.', '_' or '-'", name)
+		return User{}, builds.CodeErrorf(builds.EInvalid, "invalid_user", "user name %q is not valid; use 1 to 64 lower-case letters, digits, '.', '_' or '-'", name)
 	}
 	if role.rank() == 0 {
-		return User{}, CodeErrorf(EInvalid, "invalid_role", "role %q is not one of viewer, builder, admin", role)
+		return User{}, builds.CodeErrorf(builds.EInvalid, "invalid_role", "role %q is not one of viewer, builder, admin", role)
 	}
 	if err := checkNewPassword(password); err != nil {
 		return User{}, err
@@ -272,18 +283,18 @@ func (a *Accounts) CreateUser(ctx context.Context, name, password string, role R
 
 func checkNewPassword(p string) error {
 	if len(p) < 10 {
-		return CodeErrorf(EInvalid, "weak_password", "the password has %d characters; use at least 10", len(p))
+		return builds.CodeErrorf(builds.EInvalid, "weak_password", "the password has %d characters; use at least 10", len(p))
 	}
 	if len(p) > 1024 {
-		return CodeErrorf(EInvalid, "weak_password", "the password is over 1024 characters")
+		return builds.CodeErrorf(builds.EInvalid, "weak_password", "the password is over 1024 characters")
 	}
 	return nil
 }
 
 // UpdateUser changes a user's role and, when password is not empty, password.
-func (a *Accounts) UpdateUser(ctx context.Context, name string, role Role, password string) error {
+func (a *Service) UpdateUser(ctx context.Context, name string, role Role, password string) error {
 	if role.rank() == 0 {
-		return CodeErrorf(EInvalid, "invalid_role", "role %q is not one of viewer, builder, admin", role)
+		return builds.CodeErrorf(builds.EInvalid, "invalid_role", "role %q is not one of viewer, builder, admin", role)
 	}
 	hash := ""
 	if password != "" {
@@ -296,19 +307,19 @@ func (a *Accounts) UpdateUser(ctx context.Context, name string, role Role, passw
 }
 
 // DeleteUser removes an account with its sessions, tokens and secrets.
-func (a *Accounts) DeleteUser(ctx context.Context, name string) error {
+func (a *Service) DeleteUser(ctx context.Context, name string) error {
 	return a.store.DeleteUser(ctx, name)
 }
 
 // Users lists the accounts.
-func (a *Accounts) Users(ctx context.Context) ([]User, error) { return a.store.ListUsers(ctx) }
+func (a *Service) Users(ctx context.Context) ([]User, error) { return a.store.ListUsers(ctx) }
 
 // errBadLogin is the one answer for an unknown user and a wrong password.
-var errBadLogin = CodeErrorf(EUnauthorized, "bad_login", "wrong user name or password")
+var errBadLogin = builds.CodeErrorf(builds.EUnauthorized, "bad_login", "wrong user name or password")
 
 // allowIP applies the per-IP limit: an address with too many failed logins
 // in the last minute waits; successful logins never count against it.
-func (a *Accounts) allowIP(ip string) (time.Duration, bool) {
+func (a *Service) allowIP(ip string) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
@@ -326,7 +337,7 @@ func (a *Accounts) allowIP(ip string) (time.Duration, bool) {
 }
 
 // ipFailed records a failed login from ip.
-func (a *Accounts) ipFailed(ip string) {
+func (a *Service) ipFailed(ip string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.ipAttempts) > 100_000 { // bounded: forget every caller wholesale
@@ -355,7 +366,7 @@ const firstBackoff = 15 * time.Second
 func backoffKey(name, ip string) string { return strings.ToLower(name) + "\x00" + ip }
 
 // waiting reports how long name must wait from ip before its next try.
-func (a *Accounts) waiting(name, ip string, now time.Time) time.Duration {
+func (a *Service) waiting(name, ip string, now time.Time) time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if b := a.backoff[backoffKey(name, ip)]; b != nil && now.Before(b.until) {
@@ -366,7 +377,7 @@ func (a *Accounts) waiting(name, ip string, now time.Time) time.Duration {
 
 // loginFailed counts a failure of name from ip and returns the wait it now
 // has before the next try (0 for the first MaxFailures failures).
-func (a *Accounts) loginFailed(name, ip string, now time.Time) time.Duration {
+func (a *Service) loginFailed(name, ip string, now time.Time) time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.backoff) > 100_000 { // bounded: drop what is stale, else everything
@@ -398,23 +409,23 @@ func (a *Accounts) loginFailed(name, ip string, now time.Time) time.Duration {
 	return wait
 }
 
-func (a *Accounts) loginSucceeded(name, ip string) {
+func (a *Service) loginSucceeded(name, ip string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.backoff, backoffKey(name, ip))
 }
 
 func tooManyFailures(wait time.Duration) error {
-	return CodeErrorf(ETooMany, "too_many_failures", "too many failed logins for this user name from your address; try again in %s", waitText(wait))
+	return builds.CodeErrorf(builds.ETooMany, "too_many_failures", "too many failed logins for this user name from your address; try again in %s", waitText(wait))
 }
 
 // Login checks a password and opens a session; it returns the session's secret.
 // An unknown user and a wrong password get the same answer in the same time.
 // Failures slow down further tries of that name from that address only, so
 // nobody elsewhere can lock the real user out; there is no account-wide lock.
-func (a *Accounts) Login(ctx context.Context, name, password, ip string) (string, Session, error) {
+func (a *Service) Login(ctx context.Context, name, password, ip string) (string, Session, error) {
 	if wait, ok := a.allowIP(ip); !ok {
-		return "", Session{}, CodeErrorf(ETooMany, "too_many_attempts", "too many login attempts from your address; try again in %s", waitText(wait))
+		return "", Session{}, builds.CodeErrorf(builds.ETooMany, "too_many_attempts", "too many login attempts from your address; try again in %s", waitText(wait))
 	}
 	now := time.Now().UTC()
 	if wait := a.waiting(name, ip, now); wait > 0 {
@@ -429,7 +440,7 @@ func (a *Accounts) Login(ctx context.Context, name, password, ip string) (string
 	}
 	u, hash, _, err := a.store.UserByName(ctx, name)
 	if err != nil {
-		if ErrorKind(err) == ENotFound {
+		if builds.ErrorKind(err) == builds.ENotFound {
 			checkPassword(a.dummyHash, password) // the same work as for a real user
 			return "", Session{}, fail()
 		}
@@ -455,20 +466,20 @@ func (a *Accounts) Login(ctx context.Context, name, password, ip string) (string
 }
 
 // Logout ends a session for good.
-func (a *Accounts) Logout(ctx context.Context, secret string) error {
+func (a *Service) Logout(ctx context.Context, secret string) error {
 	return a.store.DeleteSession(ctx, hashSecret(secret))
 }
 
 // SessionIdentity resolves a session cookie, enforcing idle and absolute expiry.
-func (a *Accounts) SessionIdentity(ctx context.Context, secret string) (Identity, error) {
+func (a *Service) SessionIdentity(ctx context.Context, secret string) (Identity, error) {
 	s, err := a.store.SessionByHash(ctx, hashSecret(secret))
 	if err != nil {
-		return Identity{}, CodeErrorf(EUnauthorized, "session_expired", "your session has ended; log in again")
+		return Identity{}, builds.CodeErrorf(builds.EUnauthorized, "session_expired", "your session has ended; log in again")
 	}
 	now := time.Now().UTC()
 	if now.After(s.ExpiresAt) || now.Sub(s.LastSeen) > a.cfg.IdleTimeout {
 		_ = a.store.DeleteSession(ctx, hashSecret(secret))
-		return Identity{}, CodeErrorf(EUnauthorized, "session_expired", "your session has ended; log in again")
+		return Identity{}, builds.CodeErrorf(builds.EUnauthorized, "session_expired", "your session has ended; log in again")
 	}
 	if now.Sub(s.LastSeen) > time.Minute { // write at most once a minute
 		_ = a.store.TouchSession(ctx, hashSecret(secret), now)
@@ -477,10 +488,10 @@ func (a *Accounts) SessionIdentity(ctx context.Context, secret string) (Identity
 }
 
 // TokenIdentity resolves an API token; its role is the lesser of the user's and the scope's.
-func (a *Accounts) TokenIdentity(ctx context.Context, secret string) (Identity, error) {
+func (a *Service) TokenIdentity(ctx context.Context, secret string) (Identity, error) {
 	t, u, err := a.store.TokenByHash(ctx, hashSecret(secret))
 	if err != nil || t.RevokedAt != nil {
-		return Identity{}, CodeErrorf(EUnauthorized, "bad_token", "the API token is unknown or revoked")
+		return Identity{}, builds.CodeErrorf(builds.EUnauthorized, "bad_token", "the API token is unknown or revoked")
 	}
 	role, _ := ScopeRole(t.Scope)
 	if u.Role.rank() < role.rank() {
@@ -494,7 +505,7 @@ func (a *Accounts) TokenIdentity(ctx context.Context, secret string) (Identity, 
 }
 
 // CreateToken makes an API token for user; the secret is returned once.
-func (a *Accounts) CreateToken(ctx context.Context, user, name, scope string) (string, Token, error) {
+func (a *Service) CreateToken(ctx context.Context, user, name, scope string) (string, Token, error) {
 	if _, err := ScopeRole(scope); err != nil {
 		return "", Token{}, err
 	}
@@ -502,7 +513,7 @@ func (a *Accounts) CreateToken(ctx context.Context, user, name, scope string) (s
 		name = "token"
 	}
 	if len(name) > 100 || strings.ContainsAny(name, "\x00\n\r") {
-		return "", Token{}, CodeErrorf(EInvalid, "invalid_token_name", "a token name is at most 100 characters on one line")
+		return "", Token{}, builds.CodeErrorf(builds.EInvalid, "invalid_token_name", "a token name is at most 100 characters on one line")
 	}
 	u, _, _, err := a.store.UserByName(ctx, user)
 	if err != nil {
@@ -514,22 +525,22 @@ func (a *Accounts) CreateToken(ctx context.Context, user, name, scope string) (s
 }
 
 // Tokens lists a user's tokens ("" for everyone's).
-func (a *Accounts) Tokens(ctx context.Context, user string) ([]Token, error) {
+func (a *Service) Tokens(ctx context.Context, user string) ([]Token, error) {
 	return a.store.ListTokens(ctx, user)
 }
 
 // RevokeToken revokes a token of user ("" when an admin revokes anyone's).
-func (a *Accounts) RevokeToken(ctx context.Context, id int64, user string) error {
+func (a *Service) RevokeToken(ctx context.Context, id int64, user string) error {
 	return a.store.RevokeToken(ctx, id, user, time.Now().UTC())
 }
 
 // Audit records what someone did; a failure to record is logged, not fatal.
-func (a *Accounts) Audit(ctx context.Context, actor, action, target, ip, detail string) error {
+func (a *Service) Audit(ctx context.Context, actor, action, target, ip, detail string) error {
 	return a.store.AddAudit(context.WithoutCancel(ctx), AuditEntry{At: time.Now().UTC(), Actor: actor, Action: action, Target: target, IP: ip, Detail: detail})
 }
 
 // AuditLog pages through the audit log, newest first.
-func (a *Accounts) AuditLog(ctx context.Context, before int64, limit int) ([]AuditEntry, error) {
+func (a *Service) AuditLog(ctx context.Context, before int64, limit int) ([]AuditEntry, error) {
 	if limit <= 0 || limit > 500 {
 		limit = 100
 	}
@@ -557,17 +568,17 @@ const MaxSecretSize = 512 << 10
 func secretAD(userID int64, name string) string { return fmt.Sprintf("secret/%d/%s", userID, name) }
 
 // SetSecret stores a build secret for a user, sealed like registry passwords.
-func (a *Accounts) SetSecret(ctx context.Context, userID int64, name, value string) error {
+func (a *Service) SetSecret(ctx context.Context, userID int64, name, value string) error {
 	if !secretName.MatchString(name) {
-		return CodeErrorf(EInvalid, "invalid_secret", "secret name %q is not valid; use letters, digits, '.', '_' and '-' (at most 64)", name)
+		return builds.CodeErrorf(builds.EInvalid, "invalid_secret", "secret name %q is not valid; use letters, digits, '.', '_' and '-' (at most 64)", name)
 	}
 	if len(value) > MaxSecretSize {
-		return CodeErrorf(EInvalid, "invalid_secret", "the secret is over %d bytes", MaxSecretSize)
+		return builds.CodeErrorf(builds.EInvalid, "invalid_secret", "the secret is over %d bytes", MaxSecretSize)
 	}
 	if userID == 0 {
-		return CodeErrorf(EInvalid, "no_user", "secrets belong to users; create a user first")
+		return builds.CodeErrorf(builds.EInvalid, "no_user", "secrets belong to users; create a user first")
 	}
-	sealed, err := a.sealer.seal(value, secretAD(userID, name))
+	sealed, err := a.sealer.Seal(value, secretAD(userID, name))
 	if err != nil {
 		return err
 	}
@@ -575,39 +586,39 @@ func (a *Accounts) SetSecret(ctx context.Context, userID int64, name, value stri
 }
 
 // SecretNames lists a user's secrets (never their values).
-func (a *Accounts) SecretNames(ctx context.Context, userID int64) ([]string, error) {
+func (a *Service) SecretNames(ctx context.Context, userID int64) ([]string, error) {
 	return a.store.SecretNames(ctx, userID)
 }
 
 // DeleteSecret removes a user's secret.
-func (a *Accounts) DeleteSecret(ctx context.Context, userID int64, name string) error {
+func (a *Service) DeleteSecret(ctx context.Context, userID int64, name string) error {
 	ok, err := a.store.DeleteSecret(ctx, userID, name)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return CodeErrorf(ENotFound, "secret_not_found", "you have no secret named %q", name)
+		return builds.CodeErrorf(builds.ENotFound, "secret_not_found", "you have no secret named %q", name)
 	}
 	return nil
 }
 
 // CheckSecrets reports the first of names the user has no secret for.
-func (a *Accounts) CheckSecrets(ctx context.Context, userID int64, names []string) error {
+func (a *Service) CheckSecrets(ctx context.Context, userID int64, names []string) error {
 	for _, n := range names {
 		if !secretName.MatchString(n) {
-			return CodeErrorf(EInvalid, "invalid_secret", "secret name %q is not valid", n)
+			return builds.CodeErrorf(builds.EInvalid, "invalid_secret", "secret name %q is not valid", n)
 		}
 		if _, ok, err := a.store.GetSecret(ctx, userID, n); err != nil {
 			return err
 		} else if !ok {
-			return CodeErrorf(EInvalid, "secret_not_found", "you have no secret named %q; add it under Account first", n)
+			return builds.CodeErrorf(builds.EInvalid, "secret_not_found", "you have no secret named %q; add it under Account first", n)
 		}
 	}
 	return nil
 }
 
 // BuildSecrets opens a user's named secrets for one solve.
-func (a *Accounts) BuildSecrets(ctx context.Context, user string, names []string) (map[string][]byte, error) {
+func (a *Service) BuildSecrets(ctx context.Context, user string, names []string) (map[string][]byte, error) {
 	u, _, _, err := a.store.UserByName(ctx, user)
 	if err != nil {
 		return nil, fmt.Errorf("the build's owner %q is gone, and with them the secrets it asked for", user)
@@ -621,7 +632,7 @@ func (a *Accounts) BuildSecrets(ctx context.Context, user string, names []string
 		if !ok {
 			return nil, fmt.Errorf("secret %q is no longer stored for %s", n, user)
 		}
-		v, err := a.sealer.open(sealed, secretAD(u.ID, n))
+		v, err := a.sealer.Open(sealed, secretAD(u.ID, n))
 		if err != nil {
 			return nil, err
 		}
