@@ -24,11 +24,11 @@ type FolderUpload struct {
 
 // NewFolderUpload starts an archive for a folder upload.
 func (s *Service) NewFolderUpload() (*FolderUpload, error) {
-	a, err := os.CreateTemp(s.runner.workDir, "folder-*.tar")
+	a, err := os.CreateTemp(s.runner.engine.workDir, "folder-*.tar")
 	if err != nil {
 		return nil, err
 	}
-	sc, err := os.CreateTemp(s.runner.workDir, "folder-file-*")
+	sc, err := os.CreateTemp(s.runner.engine.workDir, "folder-file-*")
 	if err != nil {
 		a.Close()
 		os.Remove(a.Name())

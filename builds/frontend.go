@@ -114,8 +114,8 @@ func (p FrontendPolicy) CheckBuildArgs(args map[string]string) error {
 // is read only now). noForward says the solve must not follow a `# syntax=`
 // line at all: the Dockerfile comes from a git repository Manifold has not
 // read, and no frontend is allowed.
-func (r *Runner) checkFrontend(b *Build, contextDir, name string) (noForward bool, err error) {
-	p := r.frontends
+func (e *Engine) checkFrontend(b *Build, contextDir, name string) (noForward bool, err error) {
+	p := e.frontends
 	if err := p.CheckBuildArgs(b.BuildArgs); err != nil {
 		return false, err
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
@@ -150,11 +152,12 @@ type solveSpec struct {
 	NoNetwork bool
 }
 
-// solve runs spec on the daemon, sending progress to ch (which Solve closes).
-func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveStatus) (*client.SolveResponse, error) {
+// solve runs spec on the daemon; consume reads its progress until the
+// solve ends. The progress channel is made, handed out and closed here only
+// (by BuildKit's Solve), and both sides are one errgroup.
+func (n *Node) solve(ctx context.Context, spec solveSpec, consume func(<-chan *client.SolveStatus)) (*client.SolveResponse, error) {
 	c, err := n.conn(ctx)
 	if err != nil {
-		close(ch)
 		return nil, err
 	}
 	name := spec.DockerfileName
@@ -200,13 +203,11 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 		}
 	case spec.ContextDir != "":
 		if err := addMount("context", spec.ContextDir); err != nil {
-			close(ch)
 			return nil, err
 		}
 	}
 	if spec.DockerfileDir != "" {
 		if err := addMount("dockerfile", spec.DockerfileDir); err != nil {
-			close(ch)
 			return nil, err
 		}
 	} else if spec.ContextDir != "" {
@@ -228,7 +229,19 @@ func (n *Node) solve(ctx context.Context, spec solveSpec, ch chan *client.SolveS
 		// Every source the solve loads is put to Manifold's outbound policy.
 		SourcePolicyProvider: spec.SourcePolicy,
 	}
-	return c.Solve(ctx, nil, opt, ch)
+	ch := make(chan *client.SolveStatus)
+	var g errgroup.Group
+	var resp *client.SolveResponse
+	g.Go(func() error {
+		var err error
+		resp, err = c.Solve(ctx, nil, opt, ch) // closes ch when it returns
+		return err
+	})
+	g.Go(func() error {
+		consume(ch)
+		return nil
+	})
+	return resp, g.Wait()
 }
 
 // grpcMessage strips the gRPC wrapping ("rpc error: code = … desc = ") from err.

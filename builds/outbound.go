@@ -46,9 +46,9 @@ func splitHostPort(hostport, defaultPort string) (string, string) {
 }
 
 // checkRegistry asks the policy whether a registry host[:port] may be reached.
-func (r *Runner) checkRegistry(ctx context.Context, role, hostport string) error {
+func (e *Engine) checkRegistry(ctx context.Context, role, hostport string) error {
 	h, p := splitHostPort(hostport, "443")
-	if err := r.outbound.Check(ctx, h, p); err != nil {
+	if err := e.outbound.Check(ctx, h, p); err != nil {
 		e, _ := refusedError(role, "registry_error", err)
 		return e
 	}
@@ -68,9 +68,9 @@ func gitHostPort(u string) (string, string) {
 }
 
 // checkGit asks the policy whether a git context's host may be reached.
-func (r *Runner) checkGit(ctx context.Context, g GitSource) error {
+func (e *Engine) checkGit(ctx context.Context, g GitSource) error {
 	h, p := gitHostPort(g.URL)
-	if err := r.outbound.Check(ctx, h, p); err != nil {
+	if err := e.outbound.Check(ctx, h, p); err != nil {
 		e, _ := refusedError("git", "registry_error", err)
 		return e
 	}
@@ -83,7 +83,7 @@ func (r *Runner) checkGit(ctx context.Context, g GitSource) error {
 // a refused address or localhost, with no name lookup (BuildKit may map them
 // to a mirror, and offline machines resolve nothing); local sources are the
 // session's own; anything else is denied.
-func (r *Runner) sourcePolicy() session.Attachable {
+func (e *Engine) sourcePolicy() session.Attachable {
 	return policysession.NewPolicyProvider(func(ctx context.Context, req *policysession.CheckPolicyRequest) (*policysession.DecisionResponse, *gatewaypb.ResolveSourceMetaRequest, error) {
 		var src *pb.SourceOp
 		if req.Source != nil {
@@ -92,8 +92,8 @@ func (r *Runner) sourcePolicy() session.Attachable {
 		if src == nil {
 			return deny("a source without an identifier is not fetched"), nil, nil
 		}
-		if why := r.sourceRefusal(ctx, src); why != "" {
-			r.log.Info("source refused by the outbound policy", "source", src.Identifier, "reason", why)
+		if why := e.sourceRefusal(ctx, src); why != "" {
+			e.log.Info("source refused by the outbound policy", "source", src.Identifier, "reason", why)
 			return deny(why), nil, nil
 		}
 		return &policysession.DecisionResponse{Action: spb.PolicyAction_ALLOW}, nil, nil
@@ -105,7 +105,7 @@ func deny(msg string) *policysession.DecisionResponse {
 }
 
 // sourceRefusal says why src may not be fetched, or "" when it may.
-func (r *Runner) sourceRefusal(ctx context.Context, src *pb.SourceOp) string {
+func (e *Engine) sourceRefusal(ctx context.Context, src *pb.SourceOp) string {
 	id := src.Identifier
 	scheme, rest, _ := strings.Cut(id, "://")
 	shown := outbound.Quote(id)
@@ -117,7 +117,7 @@ func (r *Runner) sourceRefusal(ctx context.Context, src *pb.SourceOp) string {
 		if err != nil || u.Host == "" {
 			return "source " + shown + " is not a URL this server fetches"
 		}
-		if err := r.outbound.Check(ctx, u.Hostname(), outbound.DefaultPort(u.Scheme, u.Port())); err != nil {
+		if err := e.outbound.Check(ctx, u.Hostname(), outbound.DefaultPort(u.Scheme, u.Port())); err != nil {
 			return "source " + shown + " was refused: URL " + err.Error()
 		}
 		return ""
@@ -130,7 +130,7 @@ func (r *Runner) sourceRefusal(ctx context.Context, src *pb.SourceOp) string {
 		if h == "" {
 			return "source " + outbound.Quote(full) + " is not a git URL this server fetches"
 		}
-		if err := r.outbound.Check(ctx, h, p); err != nil {
+		if err := e.outbound.Check(ctx, h, p); err != nil {
 			return "git source " + outbound.Quote(full) + " was refused: git " + err.Error()
 		}
 		return ""
@@ -140,7 +140,7 @@ func (r *Runner) sourceRefusal(ctx context.Context, src *pb.SourceOp) string {
 			return "image " + outbound.Quote(rest) + " is not an image reference"
 		}
 		h, p := splitHostPort(reference.Domain(named), "")
-		if err := r.outbound.CheckLiteral(h, p); err != nil {
+		if err := e.outbound.CheckLiteral(h, p); err != nil {
 			return "image " + outbound.Quote(rest) + " was refused: registry " + err.Error()
 		}
 		return ""

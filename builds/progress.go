@@ -50,7 +50,7 @@ func newRecorder(store Store, hub *Hub, buildID string, log *slog.Logger) *recor
 // run consumes ch until BuildKit closes it. Each status update is persisted
 // and published at once, with whatever else is already waiting, so a watcher
 // sees it within milliseconds.
-func (r *recorder) run(ch chan *client.SolveStatus) {
+func (r *recorder) run(ch <-chan *client.SolveStatus) {
 	for st := range ch {
 		events, changed := r.apply(st, nil, nil)
 		open := true

@@ -36,12 +36,12 @@ func (s *Service) Push(ctx context.Context, id, target string) (Push, error) {
 		return Push{}, CodeErrorf(EInvalid, "invalid_tag", "give one tag to push to")
 	}
 	t := tags[0]
-	if err := s.runner.checkRegistry(ctx, "push target "+t.Full+": registry", t.Host()); err != nil {
+	if err := s.runner.engine.checkRegistry(ctx, "push target "+t.Full+": registry", t.Host()); err != nil {
 		return Push{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
 	defer cancel()
-	p, err := s.runner.push(ctx, t, root, nil)
+	p, err := s.runner.engine.push(ctx, t, root, nil)
 	if rerr := s.store.RecordPush(ctx, b.ID, p, false); rerr != nil {
 		return p, rerr
 	}
@@ -58,9 +58,9 @@ func (s *Service) Push(ctx context.Context, id, target string) (Push, error) {
 // push sends root and everything it references from the store to t, through
 // the outbound policy, and says how it went; progress, when not nil, gets
 // one status per blob sent.
-func (r *Runner) push(ctx context.Context, t TagRef, root ocispec.Descriptor, progress func(ocispec.Descriptor)) (Push, error) {
+func (e *Engine) push(ctx context.Context, t TagRef, root ocispec.Descriptor, progress func(ocispec.Descriptor)) (Push, error) {
 	p := Push{Target: t.Full, Digest: root.Digest.String()}
-	err := r.pushFromStore(ctx, t, root, progress)
+	err := e.pushFromStore(ctx, t, root, progress)
 	p.At, p.OK = time.Now().UTC(), err == nil
 	if err != nil {
 		e, _ := refusedError("registry", "push_failed", err)
@@ -69,8 +69,8 @@ func (r *Runner) push(ctx context.Context, t TagRef, root ocispec.Descriptor, pr
 	return p, err
 }
 
-func (r *Runner) pushFromStore(ctx context.Context, t TagRef, root ocispec.Descriptor, progress func(ocispec.Descriptor)) error {
-	pusher, err := r.resolver(ctx).Pusher(ctx, t.Full)
+func (e *Engine) pushFromStore(ctx context.Context, t TagRef, root ocispec.Descriptor, progress func(ocispec.Descriptor)) error {
+	pusher, err := e.resolver(ctx).Pusher(ctx, t.Full)
 	if err != nil {
 		return fmt.Errorf("reach %s: %w", t.Host(), err)
 	}
@@ -86,7 +86,7 @@ func (r *Runner) pushFromStore(ctx context.Context, t TagRef, root ocispec.Descr
 			})
 		}
 	}
-	if err := remotes.PushContent(ctx, pusher, root, r.content, nil, platforms.All, wrap); err != nil {
+	if err := remotes.PushContent(ctx, pusher, root, e.content, nil, platforms.All, wrap); err != nil {
 		return err
 	}
 	if progress != nil {
@@ -99,7 +99,7 @@ func (r *Runner) pushFromStore(ctx context.Context, t TagRef, root ocispec.Descr
 // solve, from the store: the connections are Manifold's, so the outbound
 // policy checks every address they reach. Progress goes to the build's log as
 // one step per tag.
-func (r *Runner) pushAll(ctx context.Context, b *Build, root ocispec.Descriptor, rec *recorder) []Push {
+func (e *Engine) pushAll(ctx context.Context, b *Build, root ocispec.Descriptor, rec *recorder) []Push {
 	tags, err := ParseTags(b.Tags)
 	if err != nil {
 		p := Push{Digest: root.Digest.String(), At: time.Now().UTC(), Error: ErrorMessage(err)}
@@ -132,17 +132,17 @@ func (r *Runner) pushAll(ctx context.Context, b *Build, root ocispec.Descriptor,
 				Timestamp: now, Started: &now, Completed: &now,
 			}}}
 		}
-		if err := r.checkRegistry(ctx, "registry", t.Host()); err != nil {
+		if err := e.checkRegistry(ctx, "registry", t.Host()); err != nil {
 			// Checked when the build was started; the allow-list may have changed since.
 			out = append(out, Push{Target: t.Full, Digest: root.Digest.String(), At: time.Now().UTC(), Error: ErrorMessage(err)})
 		} else {
-			p, _ := r.push(ctx, t, root, progress)
+			p, _ := e.push(ctx, t, root, progress)
 			out = append(out, p)
 		}
 		completed := time.Now()
 		last := out[len(out)-1]
 		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: "pushing " + t.Full, Started: &started, Completed: &completed, Error: last.Error}}}
-		r.log.Info("pushed", "build_id", b.ID, "target", t.Full, "ok", last.OK, "error", last.Error)
+		e.log.Info("pushed", "build_id", b.ID, "target", t.Full, "ok", last.OK, "error", last.Error)
 	}
 	close(ch)
 	<-done
@@ -153,8 +153,8 @@ func (r *Runner) pushAll(ctx context.Context, b *Build, root ocispec.Descriptor,
 // only where allowed, through the outbound policy: every connection it makes,
 // including redirects (registries send blob fetches to storage elsewhere) and
 // token requests, is checked at dial time.
-func (r *Runner) resolver(ctx context.Context) remotes.Resolver {
-	regs := r.regs
+func (e *Engine) resolver(ctx context.Context) remotes.Resolver {
+	regs := e.regs
 	creds := func(host string) (string, string, error) {
 		if regs == nil {
 			return "", "", nil
@@ -168,7 +168,7 @@ func (r *Runner) resolver(ctx context.Context) remotes.Resolver {
 		}
 		return regs.Insecure(ctx, host), nil
 	}
-	hc := r.outbound.Client()
+	hc := e.outbound.Client()
 	auth := docker.NewDockerAuthorizer(docker.WithAuthCreds(creds), docker.WithAuthClient(hc))
 	checkRedirect := hc.CheckRedirect
 	// What containerd does on a redirect when the client has no CheckRedirect,

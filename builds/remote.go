@@ -33,12 +33,12 @@ func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, err
 		return RemoteRef{}, CodeErrorf(EInvalid, "invalid_reference", "%q is not an image reference like registry.example.com/team/app:1.2: %v", ref, err)
 	}
 	named = reference.TagNameOnly(named)
-	if err := s.runner.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
+	if err := s.runner.engine.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
 		return RemoteRef{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	resolver := s.runner.resolver(ctx)
+	resolver := s.runner.engine.resolver(ctx)
 	name, root, err := resolver.Resolve(ctx, named.String())
 	if err != nil {
 		if e, ok := refusedError("registry", "registry_error", err); ok {
@@ -129,11 +129,11 @@ func (s *Service) fetchOrigin(ctx context.Context, dg string) error {
 		return err
 	}
 	if named, err := reference.ParseNormalizedNamed(name); err == nil {
-		if err := s.runner.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
+		if err := s.runner.engine.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
 			return err
 		}
 	}
-	resolver := s.runner.resolver(ctx)
+	resolver := s.runner.engine.resolver(ctx)
 	fetcher, err := resolver.Fetcher(ctx, name)
 	if err != nil {
 		if e, ok := refusedError("registry", "registry_error", err); ok {

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/moby/buildkit/solver/errdefs"
@@ -27,25 +26,24 @@ var errCanceledByUser = errors.New("canceled by user")
 
 // Runner executes queued builds on BuildKit, at most Limit at a time, in FIFO order.
 type Runner struct {
-	store   Store
-	hub     *Hub
-	node    *Node
-	content *ContentStore
-	workDir string
-	log     *slog.Logger
-	limit   int
+	store Store
+	hub   *Hub
+	log   *slog.Logger
+	limit int
 	// maxQueued bounds one user's waiting builds (Service.Start checks it).
 	maxQueued int
-	limits    ContextLimits
-	regs      *Registries
-	secrets   SecretSource
-	// outbound decides which addresses registries, git and builds may reach.
-	outbound *outbound.Policy
-	listing  ListingLimits
 
-	// frontends and network: what `# syntax=` may name, and the build network mode.
-	frontends FrontendPolicy
-	network   string
+	// What the Service reads through the Runner until it is split up: the
+	// node's health, the store, context and listing limits, credentials.
+	node    *Node
+	content *ContentStore
+	limits  ContextLimits
+	regs    *Registries
+	listing ListingLimits
+
+	// engine is the BuildKit side; solver runs the builds (the engine, or a test's fake).
+	engine *Engine
+	solver Solver
 
 	mu      sync.Mutex
 	queue   []string
@@ -55,6 +53,31 @@ type Runner struct {
 	// gcMu: a solve, until its result is recorded, holds it for reading;
 	// garbage collection takes it for writing.
 	gcMu sync.RWMutex
+}
+
+// Solver runs one build and returns its final result; the Runner owns the
+// queue, the concurrency limit, cancellation and recording the outcome.
+// Engine is the BuildKit implementation; tests give the Runner a fake.
+type Solver interface {
+	Solve(ctx context.Context, b *Build, log *slog.Logger) Result
+}
+
+// Engine is Manifold's BuildKit solver and what it needs: the node, the
+// content store BuildKit exports into, registry credentials, build secrets,
+// the outbound policy, the frontend policy and the build network mode.
+type Engine struct {
+	node      *Node
+	content   *ContentStore
+	workDir   string
+	limits    ContextLimits
+	regs      *Registries
+	secrets   SecretSource
+	outbound  *outbound.Policy
+	frontends FrontendPolicy
+	network   string
+	store     Store
+	hub       *Hub
+	log       *slog.Logger
 }
 
 // RunnerConfig wires a Runner.
@@ -83,6 +106,8 @@ type RunnerConfig struct {
 	Frontends FrontendPolicy
 	// Network is the build network mode; NetworkNone asks every solve for no network.
 	Network string
+	// Solver runs each build; nil means the BuildKit Engine made from the fields above.
+	Solver Solver
 }
 
 // SecretSource opens a user's build secrets for one solve.
@@ -104,13 +129,20 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.Hub == nil {
 		cfg.Hub = NewHub()
 	}
-	return &Runner{
-		store: cfg.Store, hub: cfg.Hub, node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir,
-		log: cfg.Log, limit: cfg.Limit, maxQueued: cfg.MaxQueuedPerUser, limits: cfg.Context.withDefaults(), regs: cfg.Registries, secrets: cfg.Secrets, outbound: cfg.Outbound, listing: cfg.Listing,
-		frontends: cfg.Frontends, network: cfg.Network,
+	limits := cfg.Context.withDefaults()
+	e := &Engine{node: cfg.Node, content: cfg.Content, workDir: cfg.WorkDir, limits: limits, regs: cfg.Registries,
+		secrets: cfg.Secrets, outbound: cfg.Outbound, frontends: cfg.Frontends, network: cfg.Network, store: cfg.Store, hub: cfg.Hub, log: cfg.Log}
+	r := &Runner{
+		store: cfg.Store, hub: cfg.Hub, log: cfg.Log, limit: cfg.Limit, maxQueued: cfg.MaxQueuedPerUser,
+		node: cfg.Node, content: cfg.Content, limits: limits, regs: cfg.Registries, listing: cfg.Listing,
+		engine: e, solver: cfg.Solver,
 		running: map[string]runningBuild{},
 		wake:    make(chan struct{}, 1),
 	}
+	if r.solver == nil {
+		r.solver = e
+	}
+	return r
 }
 
 // Start launches the workers. They stop when ctx ends; Wait waits for them.
@@ -233,7 +265,7 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	log.Info("build started", "platforms", strings.Join(b.Platforms, ","))
 	r.gcMu.RLock()
 	defer r.gcMu.RUnlock()
-	res := r.solve(ctx, b, log)
+	res := r.solver.Solve(ctx, b, log)
 	if cause := context.Cause(ctx); cause != nil && res.Status != StatusSucceeded {
 		switch {
 		case errors.Is(cause, errCanceledByUser):
@@ -264,20 +296,25 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	log.Info("build finished", "status", res.Status, "index_digest", res.IndexDigest, "error", res.Error)
 }
 
-func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
+// Solve builds b on BuildKit: it prepares the inputs (the inline
+// Dockerfile, the uploaded context), checks the frontend, attaches the
+// sessions (registry auth, build secrets, the outbound source policy),
+// records progress as steps and log lines, reads the stored result and
+// pushes the tags asked for.
+func (e *Engine) Solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 	fail := func(format string, args ...any) Result {
 		return Result{Status: StatusFailed, Error: fmt.Sprintf(format, args...)}
 	}
-	if st := r.node.Status(ctx, 5*time.Second); !st.OK {
+	if st := e.node.Status(ctx, 5*time.Second); !st.OK {
 		return fail("%s", st.Error)
 	}
-	dir, err := os.MkdirTemp(r.workDir, "build-"+b.ID+"-")
+	dir, err := os.MkdirTemp(e.workDir, "build-"+b.ID+"-")
 	if err != nil {
 		return fail("prepare the build folder: %v", err)
 	}
 	defer os.RemoveAll(dir)
 	spec := solveSpec{
-		Ref: b.Ref, Platforms: b.Platforms, Options: b.Options, Store: r.content,
+		Ref: b.Ref, Platforms: b.Platforms, Options: b.Options, Store: e.content,
 		DockerfileName: b.DockerfilePath, Git: b.Git,
 	}
 	if b.Dockerfile != "" {
@@ -295,25 +332,25 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 			return fail("prepare the build folder: %v", err)
 		}
 		if b.Context.Type == "upload" {
-			if err := ExtractContext(ctx, r.content, b.Context.Digest, spec.ContextDir, r.limits); err != nil {
+			if err := ExtractContext(ctx, e.content, b.Context.Digest, spec.ContextDir, e.limits); err != nil {
 				return fail("unpack the uploaded context: %s", err.Error())
 			}
 		}
 	}
-	noForward, err := r.checkFrontend(b, spec.ContextDir, b.DockerfilePath)
+	noForward, err := e.checkFrontend(b, spec.ContextDir, b.DockerfilePath)
 	if err != nil {
 		return fail("%s", err.Error())
 	}
-	spec.NoForward, spec.NoNetwork = noForward, r.network == NetworkNone
+	spec.NoForward, spec.NoNetwork = noForward, e.network == NetworkNone
 
-	if r.regs != nil {
-		spec.Session = []session.Attachable{r.regs.authProvider()}
+	if e.regs != nil {
+		spec.Session = []session.Attachable{e.regs.authProvider()}
 	}
 	if len(b.Secrets) > 0 {
-		if r.secrets == nil {
+		if e.secrets == nil {
 			return fail("this server keeps no build secrets")
 		}
-		vals, err := r.secrets.BuildSecrets(ctx, b.CreatedBy, b.Secrets)
+		vals, err := e.secrets.BuildSecrets(ctx, b.CreatedBy, b.Secrets)
 		if err != nil {
 			return fail("open the build's secrets: %v", err)
 		}
@@ -321,28 +358,24 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 		spec.Session = append(spec.Session, secretsprovider.FromMap(vals))
 	}
 	// BuildKit asks the outbound policy about every source it loads (ADD URLs, git, images).
-	spec.SourcePolicy = r.sourcePolicy()
-	rec := newRecorder(r.store, r.hub, b.ID, log)
-	ch := make(chan *client.SolveStatus)
-	recDone := make(chan struct{})
-	go func() { defer close(recDone); rec.run(ch) }()
-	resp, err := r.node.solve(ctx, spec, ch)
-	<-recDone
+	spec.SourcePolicy = e.sourcePolicy()
+	rec := newRecorder(e.store, e.hub, b.ID, log)
+	resp, err := e.node.solve(ctx, spec, rec.run)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail("%s", context.Cause(ctx))
 		}
-		return r.failure(err, rec, b)
+		return e.failure(err, rec, b)
 	}
 	root, err := rootDescriptor(resp.ExporterResponse)
 	if err != nil {
 		return fail("read the build result: %v", err)
 	}
-	manifests, err := ReadManifests(context.WithoutCancel(ctx), r.content, root)
+	manifests, err := ReadManifests(context.WithoutCancel(ctx), e.content, root)
 	if err != nil {
 		return fail("read the image index %s: %v", root.Digest, err)
 	}
-	reach, err := Reachable(context.WithoutCancel(ctx), r.content, root)
+	reach, err := Reachable(context.WithoutCancel(ctx), e.content, root)
 	if err != nil {
 		return fail("walk the image index %s: %v", root.Digest, err)
 	}
@@ -350,21 +383,21 @@ func (r *Runner) solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 	if b.PushWanted {
 		// Pushed by Manifold from the store, after the solve, so the outbound
 		// policy checks every connection; a refused push keeps the result.
-		res.Pushes = r.pushAll(ctx, b, root, rec)
+		res.Pushes = e.pushAll(ctx, b, root, rec)
 	}
 	return res
 }
 
 // failure turns a Solve error into a result whose message names the failing
 // step and, where BuildKit gave source information, the Dockerfile line.
-func (r *Runner) failure(err error, rec *recorder, b *Build) Result {
+func (e *Engine) failure(err error, rec *recorder, b *Build) Result {
 	msg := strings.TrimPrefix(grpcMessage(err), "failed to solve: ")
 	if deny := denyMessages(err); len(deny) > 0 {
 		// The outbound policy refused a source: its sentence says which and why.
 		msg = strings.Join(deny, "; ")
 	}
 	if lostBuilder(msg) {
-		return Result{Status: StatusFailed, Error: fmt.Sprintf("the builder was lost: BuildKit at %s stopped answering during the build (%s)", r.node.Addr, msg)}
+		return Result{Status: StatusFailed, Error: fmt.Sprintf("the builder was lost: BuildKit at %s stopped answering during the build (%s)", e.node.Addr, msg)}
 	}
 	res := Result{Status: StatusFailed}
 	var failed *Step

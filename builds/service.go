@@ -178,10 +178,10 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.runner.frontends.CheckBuildArgs(opts.BuildArgs); err != nil {
+	if err := s.runner.engine.frontends.CheckBuildArgs(opts.BuildArgs); err != nil {
 		return nil, err
 	}
-	if err := s.runner.frontends.CheckDockerfile([]byte(df)); err != nil {
+	if err := s.runner.engine.frontends.CheckDockerfile([]byte(df)); err != nil {
 		return nil, err
 	}
 	opts.Context = Source{Type: "none"}
@@ -203,7 +203,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		}
 		opts.Context = Source{Type: "upload", Digest: req.Upload.Digest, Size: req.Upload.Size, Files: files}
 	case opts.Git != nil:
-		if err := s.runner.checkGit(ctx, *opts.Git); err != nil {
+		if err := s.runner.engine.checkGit(ctx, *opts.Git); err != nil {
 			return nil, err
 		}
 		opts.Context = Source{Type: "git"}
@@ -222,7 +222,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	for _, t := range tags {
 		if req.Push {
 			// Refused before anything is stored: the push runs after the build, from the store.
-			if err := s.runner.checkRegistry(ctx, "push target "+t.Full+": registry", t.Host()); err != nil {
+			if err := s.runner.engine.checkRegistry(ctx, "push target "+t.Full+": registry", t.Host()); err != nil {
 				return nil, err
 			}
 		}

@@ -1,0 +1,152 @@
+package builds_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"manifold/builds"
+	"manifold/db"
+)
+
+// fakeSolver stands in for BuildKit: each solve waits until released (or
+// cancelled) and says how many ran at once and in which order they started.
+type fakeSolver struct {
+	mu       sync.Mutex
+	started  []string
+	running  int
+	most     int
+	release  chan struct{}
+	startedC chan string
+}
+
+func (f *fakeSolver) Solve(ctx context.Context, b *builds.Build, _ *slog.Logger) builds.Result {
+	f.mu.Lock()
+	f.started = append(f.started, b.ID)
+	f.running++
+	f.most = max(f.most, f.running)
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.running--; f.mu.Unlock() }()
+	f.startedC <- b.ID
+	select {
+	case <-f.release:
+		return builds.Result{Status: builds.StatusSucceeded, IndexDigest: "sha256:" + b.ID}
+	case <-ctx.Done():
+		return builds.Result{Status: builds.StatusFailed, Error: "stopped"}
+	}
+}
+
+// newFakeRunner is a Runner on a real SQLite database with a fake Solver and
+// no BuildKit: the node it names does not answer.
+func newFakeRunner(t *testing.T, limit int) (*builds.Service, *builds.Runner, *fakeSolver, context.CancelFunc) {
+	t.Helper()
+	dir := t.TempDir()
+	d, err := db.Open(context.Background(), filepath.Join(dir, "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	content, err := builds.OpenContentStore(filepath.Join(dir, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := builds.NewNode("none", "unix://"+filepath.Join(dir, "none.sock"), builds.TLSConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeSolver{release: make(chan struct{}), startedC: make(chan string, 100)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := builds.NewRunner(builds.RunnerConfig{Store: db.NewBuilds(d), Node: node, Content: content, WorkDir: dir, Log: log, Limit: limit, Solver: fake})
+	svc := builds.NewService(r, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.Start(ctx)
+	t.Cleanup(func() { cancel(); r.Wait() })
+	return svc, r, fake, cancel
+}
+
+func waitFinal(t *testing.T, svc *builds.Service, id string) *builds.Build {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := svc.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Status.Final() {
+			return b
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("build %s did not finish", id)
+	return nil
+}
+
+func TestRunnerKeepsOrderAndLimit(t *testing.T) {
+	svc, _, fake, _ := newFakeRunner(t, 2)
+	ctx := context.Background()
+	var ids []string
+	for range 6 {
+		b, err := svc.Start(ctx, builds.Request{Dockerfile: "FROM busybox:1\n", CreatedBy: "u"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, b.ID)
+	}
+	for range 6 {
+		<-fake.startedC
+		fake.release <- struct{}{}
+	}
+	for _, id := range ids {
+		if b := waitFinal(t, svc, id); b.Status != builds.StatusSucceeded {
+			t.Fatalf("%s: %s %s", id, b.Status, b.Error)
+		}
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if fake.most > 2 {
+		t.Fatalf("%d solves ran at once with a limit of 2", fake.most)
+	}
+	for i, id := range fake.started {
+		// Two workers take from one FIFO: a build never starts before one queued earlier by two places.
+		if want := ids[i]; id != want && (i+1 >= len(ids) || id != ids[i+1]) && (i == 0 || id != ids[i-1]) {
+			t.Fatalf("start order %v, queued %v", fake.started, ids)
+		}
+	}
+}
+
+func TestRunnerCancelWaitsForTheFinalState(t *testing.T) {
+	svc, _, fake, _ := newFakeRunner(t, 1)
+	ctx := context.Background()
+	running, _ := svc.Start(ctx, builds.Request{Dockerfile: "FROM busybox:1\n", CreatedBy: "u"})
+	queued, _ := svc.Start(ctx, builds.Request{Dockerfile: "FROM busybox:1\n", CreatedBy: "u"})
+	<-fake.startedC
+	b, err := svc.Cancel(ctx, running.ID)
+	if err != nil || b.Status != builds.StatusCanceled {
+		t.Fatalf("cancel a running build: %v %+v", err, b)
+	}
+	<-fake.startedC // the queued one starts next
+	q, err := svc.Cancel(ctx, queued.ID)
+	if err != nil || q.Status != builds.StatusCanceled {
+		t.Fatalf("cancel the next build: %v %+v", err, q)
+	}
+	if _, err := svc.Cancel(ctx, running.ID); builds.ErrorKind(err) != builds.EConflict {
+		t.Fatalf("cancel a finished build: %v", err)
+	}
+}
+
+func TestRunnerShutdownInterrupts(t *testing.T) {
+	svc, r, fake, stop := newFakeRunner(t, 1)
+	ctx := context.Background()
+	b, _ := svc.Start(ctx, builds.Request{Dockerfile: "FROM busybox:1\n", CreatedBy: "u"})
+	<-fake.startedC
+	stop()
+	r.Wait()
+	got, err := svc.Get(ctx, b.ID)
+	if err != nil || got.Status != builds.StatusInterrupted {
+		t.Fatalf("after shutdown: %v %+v", err, got)
+	}
+}
