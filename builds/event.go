@@ -20,6 +20,9 @@ const (
 	// EventPing is never stored: Watch hands it out when the stream was idle,
 	// so the transport can send a keep-alive.
 	EventPing EventType = "ping"
+	// EventOpen is never stored either: Watch hands it out first, once the
+	// build is known, so the transport can start its answer.
+	EventOpen EventType = "open"
 )
 
 // Event is one persisted happening of a build. Seq counts from 1 per build

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,35 +87,36 @@ func waitFinal(t *testing.T, svc *builds.Service, id string) *builds.Build {
 }
 
 func TestRunnerKeepsOrderAndLimit(t *testing.T) {
-	svc, _, fake, _ := newFakeRunner(t, 2)
-	ctx := context.Background()
-	var ids []string
-	for range 6 {
-		b, err := svc.Start(ctx, builds.Request{Dockerfile: "FROM busybox:1\n", CreatedBy: "u"})
-		if err != nil {
-			t.Fatal(err)
+	for _, limit := range []int{1, 2} {
+		svc, _, fake, _ := newFakeRunner(t, limit)
+		ctx := context.Background()
+		var ids []string
+		for range 6 {
+			b, err := svc.Start(ctx, builds.Request{Dockerfile: "FROM busybox:1\n", CreatedBy: "u"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, b.ID)
 		}
-		ids = append(ids, b.ID)
-	}
-	for range 6 {
-		<-fake.startedC
-		fake.release <- struct{}{}
-	}
-	for _, id := range ids {
-		if b := waitFinal(t, svc, id); b.Status != builds.StatusSucceeded {
-			t.Fatalf("%s: %s %s", id, b.Status, b.Error)
+		for range 6 {
+			<-fake.startedC
+			fake.release <- struct{}{}
 		}
-	}
-	fake.mu.Lock()
-	defer fake.mu.Unlock()
-	if fake.most > 2 {
-		t.Fatalf("%d solves ran at once with a limit of 2", fake.most)
-	}
-	for i, id := range fake.started {
-		// Two workers take from one FIFO: a build never starts before one queued earlier by two places.
-		if want := ids[i]; id != want && (i+1 >= len(ids) || id != ids[i+1]) && (i == 0 || id != ids[i-1]) {
+		for _, id := range ids {
+			if b := waitFinal(t, svc, id); b.Status != builds.StatusSucceeded {
+				t.Fatalf("%s: %s %s", id, b.Status, b.Error)
+			}
+		}
+		fake.mu.Lock()
+		if fake.most > limit {
+			t.Fatalf("%d solves ran at once with a limit of %d", fake.most, limit)
+		}
+		// One worker takes the queue strictly first in, first out (with more,
+		// a worker's own database writes may let a later build reach BuildKit first).
+		if limit == 1 && strings.Join(fake.started, ",") != strings.Join(ids, ",") {
 			t.Fatalf("start order %v, queued %v", fake.started, ids)
 		}
+		fake.mu.Unlock()
 	}
 }
 

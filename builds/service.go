@@ -364,16 +364,22 @@ var ErrWatcherDropped = errors.New("watcher fell behind and was dropped")
 
 // Watch replays a build's events after the given sequence number from the
 // database, then follows new ones live, calling fn for each, until the done
-// event, ctx ending, or the watcher being dropped. When nothing happened for
-// keepAlive, fn gets an EventPing.
+// event, ctx ending, or the watcher being dropped. fn first gets an
+// EventOpen once the build is known (an unknown build is an error before
+// any call), and an EventPing when nothing happened for keepAlive.
 func (s *Service) Watch(ctx context.Context, id string, after int64, keepAlive time.Duration, fn func(Event) error) error {
-	if _, err := s.Get(ctx, id); err != nil {
-		return err
-	}
-	// Subscribe before replaying: an event persisted meanwhile arrives twice
-	// at most, and the sequence number filters the second copy out.
+	// Subscribe before loading and replaying: an event persisted meanwhile
+	// arrives twice at most, and the sequence number filters the second copy
+	// out; a build not final when loaded sends its final events through the hub.
 	sub := s.hub.Subscribe(id)
 	defer s.hub.Unsubscribe(sub)
+	b, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := fn(Event{Type: EventOpen, Time: time.Now().UTC()}); err != nil {
+		return err
+	}
 	last, done := after, false
 	replay := func() error {
 		return s.eachEvent(ctx, id, last, func(e Event) error {
@@ -385,12 +391,9 @@ func (s *Service) Watch(ctx context.Context, id string, after int64, keepAlive t
 	if err := replay(); err != nil || done {
 		return err
 	}
-	if b, err := s.store.GetBuild(ctx, id); err == nil && b.Status.Final() {
-		// It finished: whatever it wrote is in the database by now.
-		if err := replay(); err != nil || done {
-			return err
-		}
-		// A build whose done event was never written still ends the stream.
+	if b.Status.Final() {
+		// It had finished when loaded: whatever it wrote was replayed, and a
+		// build whose done event was never written still ends the stream.
 		return fn(NewEvent(EventDone, StatusEvent{Status: b.Status, Error: b.Error}))
 	}
 	ping := time.NewTicker(keepAlive)

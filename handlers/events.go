@@ -35,24 +35,29 @@ func (h *Handlers) BuildEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = n
 	}
-	if _, err := h.Builds.Get(r.Context(), id); err != nil {
-		return err
-	}
 	rc := http.NewResponseController(w)
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return nil // the stream's headers, without following it
+	// The build is loaded once, by Watch: its first event (open) says it
+	// exists, and only then does the answer start; an unknown build is a 404.
+	opened := false
+	open := func() error {
+		opened = true
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/event-stream")
+		hdr.Set("Cache-Control", "no-cache")
+		hdr.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodHead {
+			return errHeadDone
+		}
+		_, _ = fmt.Fprint(w, "retry: 1000\n\n")
+		return rc.Flush()
 	}
-	_, _ = fmt.Fprint(w, "retry: 1000\n\n")
-	_ = rc.Flush()
-
 	err := h.Builds.Watch(r.Context(), id, after, keepAlive, func(e builds.Event) error {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var err error
+		if e.Type == builds.EventOpen {
+			return open()
+		}
 		if e.Type == builds.EventPing {
 			_, err = fmt.Fprint(w, ": ping\n\n")
 		} else {
@@ -65,11 +70,19 @@ func (h *Handlers) BuildEvents(w http.ResponseWriter, r *http.Request) error {
 		// better; one flush per event keeps latency lowest.
 		return rc.Flush()
 	})
-	if err != nil && !errors.Is(err, builds.ErrWatcherDropped) && r.Context().Err() == nil {
+	switch {
+	case err == nil, errors.Is(err, errHeadDone):
+		return nil
+	case !opened:
+		return err // before the answer started: an unknown build is a 404
+	case !errors.Is(err, builds.ErrWatcherDropped) && r.Context().Err() == nil:
 		h.Log.Debug("event stream ended", "build_id", id, "err", err)
 	}
 	return nil // the response has started: nothing more can be said in it
 }
+
+// errHeadDone ends a HEAD request's watch once its headers are written.
+var errHeadDone = errors.New("HEAD: headers only")
 
 // writeSSE writes one event: its id (when stored), name and JSON data.
 func writeSSE(w http.ResponseWriter, e builds.Event) error {

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -74,42 +74,76 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var listening = regexp.MustCompile(`msg="manifold listening" url=(http://\S+)`)
-
 // startApp calls run() as main would, with the given extra flags.
 func startApp(t testing.TB, data string, flags ...string) *app {
 	t.Helper()
 	if data == "" {
 		data = t.TempDir()
 	}
+	// The harness picks the port, then asks the server itself when it is up
+	// (rather than reading its log): any answer from /healthz will do.
+	addr, at := "127.0.0.1:0", -1
+	for i, f := range flags {
+		if f == "--addr" && i+1 < len(flags) {
+			addr, at = flags[i+1], i+1
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("--addr %q: %v", addr, err)
+	}
+	if port == "0" {
+		free, err := buildkittest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ = net.SplitHostPort(free)
+		addr = net.JoinHostPort(host, port)
+	}
+	flags = slices.Clone(flags)
+	if at >= 0 {
+		flags[at] = addr
+	} else {
+		flags = append([]string{"--addr", addr}, flags...)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	url := "http://" + net.JoinHostPort(host, port)
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	logs := &lockedBuffer{}
 	done := make(chan error, 1)
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data}, flags...)
+	args := append([]string{"serve", "--data", data}, flags...)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, pw); pw.Close() }()
-	urlc := make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
-			line := sc.Text()
-			logs.Write([]byte(line + "\n"))
-			if m := listening.FindStringSubmatch(line); m != nil {
-				urlc <- m[1]
-			}
+			logs.Write([]byte(sc.Text() + "\n"))
 		}
+		_, _ = io.Copy(io.Discard, pr) // never block the server's log
 	}()
-	a := &app{Data: data, logs: logs}
-	select {
-	case a.URL = <-urlc:
-	case err := <-done:
-		cancel()
-		t.Fatalf("manifold exited before listening: %v\n%s", err, logs)
-	case <-time.After(60 * time.Second):
-		cancel()
-		t.Fatalf("manifold did not start listening\n%s", logs)
+	a := &app{Data: data, logs: logs, URL: url}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(a.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("manifold exited before listening: %v\n%s", err, logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("manifold did not start listening on %s\n%s", addr, logs)
+		}
 	}
 	var once sync.Once
 	a.stop = func() {

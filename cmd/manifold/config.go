@@ -1,0 +1,190 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"manifold/builds"
+	"manifold/builds/outbound"
+)
+
+// envFlags is a flag set whose defaults come from the environment: each
+// flag names its variable once, the help text says it, and a variable that
+// does not parse is reported (the first one) by Parse.
+type envFlags struct {
+	*flag.FlagSet
+	getenv func(string) string
+	err    error
+}
+
+func newEnvFlags(name string, getenv func(string) string, out io.Writer) *envFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return &envFlags{FlagSet: fs, getenv: getenv}
+}
+
+// lookup is the variable's value, or "".
+func (f *envFlags) lookup(env string) string { return f.getenv(env) }
+
+func (f *envFlags) bad(env, v, want string) {
+	if f.err == nil {
+		f.err = fmt.Errorf("%s=%q is not %s", env, v, want)
+	}
+}
+
+func (f *envFlags) str(p *string, name, env, def, usage string) {
+	if v := f.lookup(env); v != "" {
+		def = v
+	}
+	f.StringVar(p, name, def, usage+" ("+env+")")
+}
+
+func (f *envFlags) integer(p *int64, name, env string, def int64, usage string) {
+	if v := f.lookup(env); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			f.bad(env, v, "a number")
+		} else {
+			def = n
+		}
+	}
+	f.Int64Var(p, name, def, usage+" ("+env+")")
+}
+
+func (f *envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v := f.lookup(env); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.bad(env, v, "a duration such as 90s or 1h")
+		} else {
+			def = d
+		}
+	}
+	f.DurationVar(p, name, def, usage+" ("+env+")")
+}
+
+func (f *envFlags) boolean(p *bool, name, env, usage string) {
+	f.BoolVar(p, name, f.lookup(env) == "true", usage+" ("+env+"=true)")
+}
+
+// Parse reads args after the environment; a bad variable is the first error.
+func (f *envFlags) Parse(args []string) error {
+	if f.err != nil {
+		return f.err
+	}
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", f.Args())
+	}
+	return nil
+}
+
+// rawConfig holds what flags give before it is checked and converted.
+type rawConfig struct {
+	concurrency, maxQueued, files, layerEntries, retainDays, retainPerTag int64
+	allowFrontends                                                        string
+}
+
+// parseConfig reads `manifold serve`'s flags and environment, then checks
+// everything before anything listens or starts.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var cfg config
+	var raw rawConfig
+	fs := newEnvFlags("manifold serve", getenv, out)
+	registerFlags(fs, &cfg, &raw)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	return checkConfig(cfg, raw)
+}
+
+func registerFlags(fs *envFlags, cfg *config, raw *rawConfig) {
+	fs.str(&cfg.Addr, "addr", "MANIFOLD_ADDR", ":8080", "listen address")
+	fs.str(&cfg.Data, "data", "MANIFOLD_DATA", "data", "data folder: database, content store, embedded buildkitd")
+	fs.str(&cfg.BuildKit, "buildkit", "MANIFOLD_BUILDKIT", "", "BuildKit daemon address, unix:// or tcp://; empty starts an embedded buildkitd")
+	fs.str(&cfg.TLS.CACert, "buildkit-tls-ca", "MANIFOLD_BUILDKIT_TLS_CA", "", "CA certificate for a tcp:// BuildKit")
+	fs.str(&cfg.TLS.Cert, "buildkit-tls-cert", "MANIFOLD_BUILDKIT_TLS_CERT", "", "client certificate for a tcp:// BuildKit")
+	fs.str(&cfg.TLS.Key, "buildkit-tls-key", "MANIFOLD_BUILDKIT_TLS_KEY", "", "client key for a tcp:// BuildKit")
+	fs.str(&cfg.TLS.ServerName, "buildkit-tls-servername", "MANIFOLD_BUILDKIT_TLS_SERVERNAME", "", "server name to verify in BuildKit's certificate")
+	fs.str(&cfg.Buildkitd, "buildkitd-bin", "MANIFOLD_BUILDKITD", "", "buildkitd binary for the embedded daemon; found next to manifold, in ./bin or on PATH when empty")
+	fs.str(&cfg.Mirror, "mirror", "MANIFOLD_MIRROR", "", "registry host:port the embedded buildkitd uses as docker.io mirror, over plain HTTP")
+	fs.integer(&raw.concurrency, "concurrency", "MANIFOLD_CONCURRENCY", 2, "builds that run at once; the rest wait in line")
+	fs.integer(&raw.maxQueued, "max-queued-per-user", "MANIFOLD_MAX_QUEUED_PER_USER", 10, "builds one user may have waiting in the queue; more are refused with 429")
+	fs.integer(&cfg.Context.MaxBytes, "context-max-bytes", "MANIFOLD_CONTEXT_MAX_BYTES", 512<<20, "largest uploaded context, packed and unpacked, in bytes")
+	fs.integer(&raw.files, "context-max-files", "MANIFOLD_CONTEXT_MAX_FILES", 100_000, "most entries in an uploaded context")
+	fs.str(&cfg.KeyFile, "key-file", "MANIFOLD_KEY_FILE", "", "key that seals registry credentials; created with mode 0600 on first start (default <data>/secret.key)")
+	fs.integer(&raw.retainDays, "retain-days", "MANIFOLD_RETAIN_DAYS", 0, "remove unpinned builds older than this many days; 0 keeps them")
+	fs.integer(&raw.retainPerTag, "retain-per-tag", "MANIFOLD_RETAIN_PER_TAG", 0, "keep only the newest N succeeded builds of each tag; 0 keeps all")
+	fs.duration(&cfg.Retention.MinBlobAge, "gc-min-age", "MANIFOLD_GC_MIN_AGE", 15*time.Minute, "blobs younger than this survive garbage collection (uploads not yet attached, exports in flight)")
+	fs.duration(&cfg.GCInterval, "gc-interval", "MANIFOLD_GC_INTERVAL", time.Hour, "how often retention and garbage collection run; 0 turns the timer off")
+	fs.str(&cfg.AllowHosts, "allow-hosts", "MANIFOLD_ALLOW_HOSTS", "", "comma-separated host or host:port that registries, git contexts, remote images and build sources may reach although they are loopback, private, link-local or otherwise non-public addresses; empty allows none of those")
+	fs.integer(&raw.layerEntries, "layer-max-entries", "MANIFOLD_LAYER_MAX_ENTRIES", 200_000, "most entries a layer listing reads")
+	fs.integer(&cfg.Listing.MaxUncompressed, "layer-max-bytes", "MANIFOLD_LAYER_MAX_BYTES", 32<<30, "most bytes a layer listing unpacks; past it a decompression bomb is cut off")
+	fs.boolean(&cfg.AnonPull, "anonymous-pull", "MANIFOLD_ANONYMOUS_PULL", "let anyone pull images through /v2/ without a token")
+	fs.duration(&cfg.Sessions.IdleTimeout, "session-idle", "MANIFOLD_SESSION_IDLE", 12*time.Hour, "a browser session unused this long ends")
+	fs.duration(&cfg.Sessions.AbsoluteTimeout, "session-max", "MANIFOLD_SESSION_MAX", 168*time.Hour, "a browser session ends this long after login")
+	fs.str(&cfg.BuildNetwork, "build-network", "MANIFOLD_BUILD_NETWORK", builds.NetworkBridge, "network of the embedded buildkitd's RUN steps: bridge (own namespace; this machine's addresses and link-local dropped; needs root and iptables), none (no network) or host (this machine's network: unsafe)")
+	fs.str(&raw.allowFrontends, "allow-frontends", "MANIFOLD_ALLOW_FRONTENDS", "", "comma-separated Dockerfile frontend images a `# syntax=` line or BUILDKIT_SYNTAX may name, e.g. docker/dockerfile:1.7; empty allows none")
+	fs.str(&cfg.LogLevel, "log-level", "MANIFOLD_LOG_LEVEL", "info", "debug, info, warn or error")
+}
+
+// checkConfig validates and converts what the flags gave; every setting is
+// checked here, before anything listens or starts.
+func checkConfig(cfg config, raw rawConfig) (config, error) {
+	var err error
+	if cfg.Context.MaxBytes < 1 || raw.files < 1 || raw.files > 10_000_000 {
+		return cfg, fmt.Errorf("--context-max-bytes and --context-max-files must be positive (files at most 10,000,000)")
+	}
+	cfg.Context.MaxFiles = int(raw.files)
+	if raw.layerEntries < 1 || cfg.Listing.MaxUncompressed < 1 {
+		return cfg, fmt.Errorf("--layer-max-entries and --layer-max-bytes must be positive")
+	}
+	cfg.Listing.MaxEntries = int(raw.layerEntries)
+	if _, err := outbound.New(cfg.AllowHosts, nil); err != nil {
+		return cfg, err
+	}
+	if raw.retainDays < 0 || raw.retainPerTag < 0 || cfg.GCInterval < 0 {
+		return cfg, fmt.Errorf("--retain-days, --retain-per-tag and --gc-interval cannot be negative")
+	}
+	cfg.Retention.MaxAge, cfg.Retention.PerTag = time.Duration(raw.retainDays)*24*time.Hour, int(raw.retainPerTag)
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return cfg, fmt.Errorf("--addr %q is not host:port: %v", cfg.Addr, err)
+	}
+	if raw.maxQueued < 1 || raw.maxQueued > 100_000 {
+		return cfg, fmt.Errorf("--max-queued-per-user %d must be from 1 to 100000", raw.maxQueued)
+	}
+	cfg.MaxQueued = int(raw.maxQueued)
+	if raw.concurrency < 1 || raw.concurrency > 64 {
+		return cfg, fmt.Errorf("--concurrency %d must be from 1 to 64", raw.concurrency)
+	}
+	cfg.Concurrency = int(raw.concurrency)
+	if cfg.BuildKit != "" {
+		if _, err := builds.NewNode("remote", cfg.BuildKit, cfg.TLS); err != nil {
+			return cfg, err
+		}
+	} else if cfg.TLS != (builds.TLSConfig{}) {
+		return cfg, errors.New("the --buildkit-tls-* flags need --buildkit tcp://…")
+	}
+	if cfg.Mirror != "" {
+		if _, _, err := net.SplitHostPort(cfg.Mirror); err != nil {
+			return cfg, fmt.Errorf("--mirror %q is not host:port", cfg.Mirror)
+		}
+	}
+	if cfg.BuildNetwork, err = builds.ParseBuildNetwork(cfg.BuildNetwork); err != nil {
+		return cfg, err
+	}
+	if cfg.Frontends, err = builds.ParseFrontendAllowList(raw.allowFrontends); err != nil {
+		return cfg, err
+	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
