@@ -151,8 +151,11 @@ type Request struct {
 	Push bool     `json:"push"`
 	// Upload is a context archive already in the content store, if any.
 	Upload *Upload `json:"-"`
-	// CreatedBy is the user starting the build; handlers set it.
-	CreatedBy string `json:"-"`
+	// CreatedBy is the user starting the build, CreatedByID their account id
+	// and ClientIP the address they came from (for the audit log); handlers set them.
+	CreatedBy   string `json:"-"`
+	CreatedByID int64  `json:"-"`
+	ClientIP    string `json:"-"`
 }
 
 // ListOptions pages through builds newest first: Before is the id of the last

@@ -135,7 +135,8 @@ type ArchiveSum struct {
 	Platform string `json:"platform"` // "" for the whole index
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
-	URL      string `json:"url"`
+	// URL is where the HTTP layer serves it; the domain leaves it empty.
+	URL string `json:"url,omitempty"`
 }
 
 // Downloads lists a succeeded build's downloads with their sizes, and the
@@ -161,10 +162,6 @@ func (s *Service) Downloads(ctx context.Context, id string) ([]ArchiveSum, error
 			}
 			a = ArchiveSum{Format: format, Platform: platform, Size: arch.Size}
 			missing = append(missing, a)
-		}
-		a.URL = "/api/v1/builds/" + id + "/export?format=" + format
-		if platform != "" {
-			a.URL += "&platform=" + platform
 		}
 		out = append(out, a)
 	}

@@ -40,6 +40,8 @@ type Service struct {
 
 	// jobs owns the background work (checksums, the periodic collection).
 	jobs *Jobs
+	// accounts checks build secrets and keeps the audit log; nil in tests.
+	accounts AccountsPolicy
 
 	summing    sync.Mutex
 	summingIDs map[string]bool
@@ -152,6 +154,12 @@ func (s *Service) Start(ctx context.Context, req Request) (*Build, error) {
 }
 
 func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
+	if len(req.Secrets) > 0 && s.accounts != nil {
+		// The secrets a build names must be its user's own.
+		if err := s.accounts.CheckSecrets(ctx, req.CreatedByID, req.Secrets); err != nil {
+			return nil, err
+		}
+	}
 	df := req.Dockerfile
 	hasContext := req.Upload != nil || req.Git != nil
 	switch {
@@ -279,7 +287,30 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	}
 	s.runner.Enqueue(id)
 	s.log.Info("build queued", "build_id", id, "platforms", strings.Join(plats, ","))
+	s.audit(ctx, req.CreatedBy, "build.start", id, req.ClientIP, strings.Join(plats, ","))
 	return b, nil
+}
+
+// AccountsPolicy is what the Service asks of the account service: whether
+// the build secrets a request names are its user's, and recording what
+// users did in the audit log.
+type AccountsPolicy interface {
+	CheckSecrets(ctx context.Context, userID int64, names []string) error
+	Audit(ctx context.Context, actor, action, target, ip, detail string) error
+}
+
+// UseAccounts has the Service check build secrets and write the audit log
+// through a; without it (tests) neither happens.
+func (s *Service) UseAccounts(a AccountsPolicy) { s.accounts = a }
+
+// audit records an action; a failure to record it is logged, never dropped.
+func (s *Service) audit(ctx context.Context, actor, action, target, ip, detail string) {
+	if s.accounts == nil {
+		return
+	}
+	if err := s.accounts.Audit(ctx, actor, action, target, ip, detail); err != nil {
+		s.log.Error("audit", "action", action, "target", target, "err", err)
+	}
 }
 
 // Get returns one build with its manifests and steps.

@@ -32,6 +32,12 @@ func (h *Handlers) audit(r *http.Request, action, target, detail string) {
 	if id, ok := accounts.IdentityFrom(r.Context()); ok {
 		actor = id.User
 	}
+	h.auditAs(r, actor, action, target, detail)
+}
+
+// auditAs records an action of a named actor (a login, before there is an
+// identity); a failure to record it is logged, never dropped.
+func (h *Handlers) auditAs(r *http.Request, actor, action, target, detail string) {
 	if err := h.Accounts.Audit(r.Context(), actor, action, target, ClientIP(r), detail); err != nil {
 		h.Log.Error("audit", "action", action, "err", err)
 	}
@@ -91,7 +97,7 @@ func (h *Handlers) Login(w http.ResponseWriter, r *http.Request) error {
 		if kind != builds.EUnauthorized && kind != builds.ETooMany {
 			return err
 		}
-		_ = h.Accounts.Audit(r.Context(), name, "login.failed", name, ClientIP(r), builds.ErrorCode(err))
+		h.auditAs(r, name, "login.failed", name, builds.ErrorCode(err))
 		status := http.StatusUnauthorized
 		if kind == builds.ETooMany {
 			status = http.StatusTooManyRequests
@@ -102,7 +108,7 @@ func (h *Handlers) Login(w http.ResponseWriter, r *http.Request) error {
 		Name: SessionCookie, Value: secret, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https", Expires: sess.ExpiresAt,
 	})
-	_ = h.Accounts.Audit(r.Context(), sess.User.Name, "login", sess.User.Name, ClientIP(r), "")
+	h.auditAs(r, sess.User.Name, "login", sess.User.Name, "")
 	http.Redirect(w, r, next, http.StatusSeeOther)
 	return nil
 }
@@ -424,7 +430,7 @@ func (h *Handlers) Setup(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	_ = h.Accounts.Audit(r.Context(), u.Name, "user.create", u.Name, ClientIP(r), "first admin, from /setup")
+	h.auditAs(r, u.Name, "user.create", u.Name, "first admin, from /setup")
 	return h.Login(w, r) // the same form fields log them in
 }
 

@@ -45,9 +45,8 @@ func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var req createRequest
 	if mt == "multipart/form-data" {
-		up, err := h.readMultipart(w, r, &req)
+		up, err := h.keepUpload(h.readMultipart(w, r, &req))
 		if err != nil {
-			h.Builds.DiscardUpload(up)
 			return err
 		}
 		req.Upload = up
@@ -65,23 +64,23 @@ func (h *Handlers) CreateBuild(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
 }
 
-// start starts a build for the request's user, checking the secrets it names
-// are theirs, and records it in the audit log.
+// start starts a build for the request's user; the Service checks the
+// secrets it names are theirs and records it in the audit log.
 func (h *Handlers) start(r *http.Request, req builds.Request) (*builds.Build, error) {
 	id := identity(r)
-	req.CreatedBy = id.User
-	if len(req.Secrets) > 0 {
-		if err := h.Accounts.CheckSecrets(r.Context(), id.UserID, req.Secrets); err != nil {
-			h.Builds.DiscardUpload(req.Upload)
-			return nil, err
-		}
-	}
-	b, err := h.Builds.Start(r.Context(), req)
+	req.CreatedBy, req.CreatedByID, req.ClientIP = id.User, id.UserID, ClientIP(r)
+	return h.Builds.Start(r.Context(), req)
+}
+
+// keepUpload is the one place a request's upload is given up before a
+// build takes it: when reading the request failed. (Service.Start gives it
+// up when the build is refused.)
+func (h *Handlers) keepUpload(up *builds.Upload, err error) (*builds.Upload, error) {
 	if err != nil {
+		h.Builds.DiscardUpload(up)
 		return nil, err
 	}
-	h.audit(r, "build.start", b.ID, strings.Join(b.Platforms, ","))
-	return b, nil
+	return up, nil
 }
 
 // readMultipart streams the parts: "options" is decoded, "context" goes

@@ -26,6 +26,15 @@ func (h *Handlers) Export(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
+// exportURL is where Export serves a build's archive.
+func exportURL(id, format, platform string) string {
+	u := "/api/v1/builds/" + id + "/export?format=" + format // both checked names: no escaping needed
+	if platform != "" {
+		u += "&platform=" + platform
+	}
+	return u
+}
+
 // serveRanges answers a GET or HEAD for content of a known size and strong
 // ETag, honouring If-None-Match, If-Range and a single byte Range; several
 // ranges in one request get the whole content, as RFC 9110 allows.

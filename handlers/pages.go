@@ -96,8 +96,6 @@ func (h *Handlers) CreateBuildForm(w http.ResponseWriter, r *http.Request) error
 			http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
 			return nil
 		}
-	} else {
-		h.Builds.DiscardUpload(req.Upload)
 	}
 	if builds.ErrorKind(err) != builds.EInvalid {
 		return err
@@ -110,6 +108,12 @@ func (h *Handlers) CreateBuildForm(w http.ResponseWriter, r *http.Request) error
 // readForm streams the multipart form (or reads an urlencoded one): text
 // fields first, then an archive or a folder's files straight into the store.
 func (h *Handlers) readForm(w http.ResponseWriter, r *http.Request) (templates.NewBuildView, builds.Request, error) {
+	v, req, err := h.readFormFields(w, r)
+	req.Upload, err = h.keepUpload(req.Upload, err)
+	return v, req, err
+}
+
+func (h *Handlers) readFormFields(w http.ResponseWriter, r *http.Request) (templates.NewBuildView, builds.Request, error) {
 	var req builds.Request
 	limits := h.Builds.ContextLimits()
 	r.Body = http.MaxBytesReader(w, r.Body, limits.MaxBytes+16<<20)
@@ -340,6 +344,9 @@ func (h *Handlers) BuildPage(w http.ResponseWriter, r *http.Request) error {
 	if b.Status == builds.StatusSucceeded {
 		if v.Downloads, err = h.Builds.Downloads(r.Context(), b.ID); err != nil {
 			return err
+		}
+		for i, d := range v.Downloads {
+			v.Downloads[i].URL = exportURL(b.ID, d.Format, d.Platform)
 		}
 		v.Pulls = templates.PullCommands(r.Host, b)
 	}

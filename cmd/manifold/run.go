@@ -133,6 +133,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		Limit: cfg.Concurrency, MaxQueuedPerUser: cfg.MaxQueued, Context: cfg.Context,
 	})
 	svc := builds.NewService(runner, log)
+	svc.UseAccounts(accts)
 	defer svc.Shutdown() // background jobs end before the database closes
 	if err := svc.Recover(ctx); err != nil {
 		return err

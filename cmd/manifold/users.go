@@ -90,7 +90,9 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	_ = acc.Audit(ctx, "cli", "user.create", u.Name, "local", "role "+string(u.Role))
+	if err := acc.Audit(ctx, "cli", "user.create", u.Name, "local", "role "+string(u.Role)); err != nil {
+		return fmt.Errorf("user %s was created, but the audit log could not record it: %w", u.Name, err)
+	}
 	fmt.Fprintf(stdout, "created %s user %s\n", u.Role, u.Name)
 	if generated {
 		fmt.Fprintf(stdout, "password: %s\n", password)
@@ -125,7 +127,9 @@ func tokenCommand(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	_ = acc.Audit(ctx, "cli", "token.create", t.Name, "local", "user "+*user+" scope "+t.Scope)
+	if err := acc.Audit(ctx, "cli", "token.create", t.Name, "local", "user "+*user+" scope "+t.Scope); err != nil {
+		return fmt.Errorf("the token was created, but the audit log could not record it: %w", err)
+	}
 	fmt.Fprintln(stdout, secret)
 	return nil
 }
