@@ -34,7 +34,16 @@ type Node struct {
 	mu     sync.Mutex
 	client *client.Client
 	tls    TLSConfig
+
+	// The last good answer, reused for statusTTL: a build's submission and
+	// its solve ask within moments of each other, and /healthz may be polled.
+	statusMu sync.Mutex
+	good     NodeStatus
+	goodAt   time.Time
 }
+
+// statusTTL is how long a good status answer is reused; a bad one never is.
+const statusTTL = 2 * time.Second
 
 // NodeStatus is what a node reported when last asked.
 type NodeStatus struct {
@@ -94,7 +103,44 @@ func (n *Node) Close() error {
 }
 
 // Status asks the daemon for its workers; it never takes longer than timeout.
+// It always asks: /healthz and the daemon's start-up want the truth now.
 func (n *Node) Status(ctx context.Context, timeout time.Duration) NodeStatus {
+	st := n.status(ctx, timeout)
+	n.statusMu.Lock()
+	if st.OK {
+		n.good, n.goodAt = st, time.Now()
+		n.good.Platforms = slices.Clone(st.Platforms)
+	} else {
+		n.goodAt = time.Time{}
+	}
+	n.statusMu.Unlock()
+	return st
+}
+
+// RecentStatus is Status, reusing a good answer younger than statusTTL: a
+// build's submission and its solve ask within moments of each other, so
+// BuildKit is asked once per build.
+func (n *Node) RecentStatus(ctx context.Context, timeout time.Duration) NodeStatus {
+	n.statusMu.Lock()
+	if !n.goodAt.IsZero() && time.Since(n.goodAt) < statusTTL {
+		st := n.good
+		st.Platforms = slices.Clone(st.Platforms)
+		n.statusMu.Unlock()
+		return st
+	}
+	n.statusMu.Unlock()
+	return n.Status(ctx, timeout)
+}
+
+// Forget drops the reused answer: a solve found the daemon gone.
+func (n *Node) Forget() {
+	n.statusMu.Lock()
+	n.goodAt = time.Time{}
+	n.statusMu.Unlock()
+}
+
+// status asks the daemon for its workers.
+func (n *Node) status(ctx context.Context, timeout time.Duration) NodeStatus {
 	st := NodeStatus{Name: n.Name, Addr: n.Addr, Platforms: []string{}}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -305,7 +305,7 @@ func (e *Engine) Solve(ctx context.Context, b *Build, log *slog.Logger) Result {
 	fail := func(format string, args ...any) Result {
 		return Result{Status: StatusFailed, Error: fmt.Sprintf(format, args...)}
 	}
-	if st := e.node.Status(ctx, 5*time.Second); !st.OK {
+	if st := e.node.RecentStatus(ctx, 5*time.Second); !st.OK {
 		return fail("%s", st.Error)
 	}
 	dir, err := os.MkdirTemp(e.workDir, "build-"+b.ID+"-")
@@ -397,6 +397,7 @@ func (e *Engine) failure(err error, rec *recorder, b *Build) Result {
 		msg = strings.Join(deny, "; ")
 	}
 	if lostBuilder(msg) {
+		e.node.Forget()
 		return Result{Status: StatusFailed, Error: fmt.Sprintf("the builder was lost: BuildKit at %s stopped answering during the build (%s)", e.node.Addr, msg)}
 	}
 	res := Result{Status: StatusFailed}

@@ -127,7 +127,7 @@ func (s *Service) Nodes(ctx context.Context) []NodeStatus {
 // Platforms lists what the answering nodes can build; down is what the
 // first node that does not answer said, or "".
 func (s *Service) Platforms(ctx context.Context) (avail []string, down string) {
-	for _, n := range s.Nodes(ctx) {
+	for _, n := range []NodeStatus{s.node.RecentStatus(ctx, 3*time.Second)} {
 		if !n.OK {
 			if down == "" {
 				down = n.Error
