@@ -35,7 +35,7 @@ fuzz:
 	@for fp in FuzzParsePlatforms:./builds FuzzContextArchive:./builds FuzzManifestDecoding:./builds FuzzGitSource:./builds \
 		FuzzParseHost:./builds/outbound; do \
 		f=$${fp%%:*}; pkg=$${fp#*:}; \
-		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x $$pkg || exit 1; \
 	done
 
 bench: setup
