@@ -221,7 +221,8 @@ type UsagePage struct {
 
 // Store keeps builds. The db package implements it with SQLite.
 type Store interface {
-	CreateBuild(ctx context.Context, b *Build) error
+	// CreateBuild records a queued build with the tags it carries (parsed by the Service).
+	CreateBuild(ctx context.Context, b *Build, tags []TagRef) error
 	// CountQueued counts user's builds that wait in the queue.
 	CountQueued(ctx context.Context, user string) (int, error)
 	// Unindexed lists up to limit builds whose blobs and pull names are not recorded yet.
@@ -241,18 +242,19 @@ type Store interface {
 	BuildUsages(ctx context.Context, p UsagePage) ([]BuildUsage, string, error)
 	GetBuild(ctx context.Context, id string) (*Build, error)
 	ListBuilds(ctx context.Context, opt ListOptions) ([]*Build, error)
-	// StartBuild moves a queued build to running and records the status
-	// event; it reports false when the build was no longer queued.
-	StartBuild(ctx context.Context, id string, at time.Time) (bool, []Event, error)
-	// FinishBuild records the final state, its status event and the done event.
-	FinishBuild(ctx context.Context, id string, at time.Time, r Result) ([]Event, error)
+	// StartBuild moves a queued build to running and appends events (the
+	// caller's StartEvents), numbering them; it reports false when the build
+	// was no longer queued.
+	StartBuild(ctx context.Context, id string, at time.Time, events []Event) (bool, []Event, error)
+	// FinishBuild records the final state and appends events (the caller's FinishEvents).
+	FinishBuild(ctx context.Context, id string, at time.Time, r Result, events []Event) ([]Event, error)
 	// Record appends events (numbering them) and saves the steps that changed, in one transaction.
 	Record(ctx context.Context, id string, events []Event, steps []Step) ([]Event, error)
 	// Events reads up to limit events with Seq > after, in order.
 	Events(ctx context.Context, id string, after int64, limit int) ([]Event, error)
-	// Recover runs at start-up: builds left running become interrupted; it
-	// returns the ids of queued builds, oldest first, to run again.
-	Recover(ctx context.Context, at time.Time) ([]string, error)
+	// Unfinished lists the builds a previous process left running and
+	// queued, oldest first; the Service interrupts the one and requeues the other.
+	Unfinished(ctx context.Context) (running, queued []string, err error)
 
 	// RecordPush appends a push to a build's history; pushed marks the build pushed.
 	RecordPush(ctx context.Context, id string, p Push, pushed bool) error

@@ -157,6 +157,17 @@ func (h *Hub) Publish(buildID string, events []Event) {
 	}
 }
 
+// StartEvents are what starting a build records: its running status.
+func StartEvents(at time.Time) []Event {
+	return []Event{NewEvent(EventStatus, StatusEvent{Status: StatusRunning, StartedAt: &at})}
+}
+
+// FinishEvents are what finishing a build records: its final status, then done.
+func FinishEvents(r Result, startedAt *time.Time, at time.Time) []Event {
+	st := StatusEvent{Status: r.Status, Error: r.Error, StartedAt: startedAt, FinishedAt: &at}
+	return []Event{NewEvent(EventStatus, st), NewEvent(EventDone, st)}
+}
+
 // Close ends every subscription, and any made later at once: when the
 // server shuts down, event streams end instead of holding it up. Their
 // clients reconnect with Last-Event-ID to the next process.

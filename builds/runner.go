@@ -254,7 +254,8 @@ func (r *Runner) run(appCtx context.Context, id string) {
 		close(rb.done)
 	}()
 
-	started, events, err := r.store.StartBuild(appCtx, id, time.Now().UTC())
+	startedAt := time.Now().UTC()
+	started, events, err := r.store.StartBuild(appCtx, id, startedAt, StartEvents(startedAt))
 	if err != nil || !started {
 		if err != nil {
 			log.Error("start build", "err", err)
@@ -287,7 +288,8 @@ func (r *Runner) run(appCtx context.Context, id string) {
 			log.Error("record push", "err", err)
 		}
 	}
-	events, err = r.store.FinishBuild(fctx, id, time.Now().UTC(), res)
+	finishedAt := time.Now().UTC()
+	events, err = r.store.FinishBuild(fctx, id, finishedAt, res, FinishEvents(res, &startedAt, finishedAt))
 	if err != nil {
 		log.Error("finish build", "err", err)
 		return

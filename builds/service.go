@@ -59,9 +59,20 @@ func NewService(runner *Runner, log *slog.Logger) *Service {
 // Recover runs once at start-up, before the runner starts: builds a previous
 // process left running become interrupted, and queued ones are queued again.
 func (s *Service) Recover(ctx context.Context) error {
-	queued, err := s.store.Recover(ctx, time.Now().UTC())
+	running, queued, err := s.store.Unfinished(ctx)
 	if err != nil {
 		return err
+	}
+	for _, id := range running {
+		b, err := s.store.GetBuild(ctx, id)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		res := Result{Status: StatusInterrupted, Error: "Manifold stopped while the build was running; start it again with Rebuild"}
+		if _, err := s.store.FinishBuild(ctx, id, now, res, FinishEvents(res, b.StartedAt, now)); err != nil {
+			return fmt.Errorf("interrupt build %s: %w", id, err)
+		}
 	}
 	for _, id := range queued {
 		s.runner.Enqueue(id)
@@ -282,7 +293,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 			return nil, CodeErrorf(ETooMany, "queue_full", "you already have %d builds waiting in the queue, the most one user may have; wait for one to start, or cancel one", n)
 		}
 	}
-	if err := s.store.CreateBuild(ctx, b); err != nil {
+	if err := s.store.CreateBuild(ctx, b, tags); err != nil {
 		return nil, fmt.Errorf("record build: %w", err)
 	}
 	s.runner.Enqueue(id)
@@ -470,7 +481,8 @@ func (s *Service) Cancel(ctx context.Context, id string) (*Build, error) {
 	}
 	wasQueued, finished := s.runner.Cancel(id)
 	if wasQueued || (finished == nil && b.Status == StatusQueued) {
-		events, err := s.store.FinishBuild(ctx, id, time.Now().UTC(), Result{Status: StatusCanceled, Error: "canceled by user before it started"})
+		now, res := time.Now().UTC(), Result{Status: StatusCanceled, Error: "canceled by user before it started"}
+		events, err := s.store.FinishBuild(ctx, id, now, res, FinishEvents(res, nil, now))
 		if err != nil {
 			return nil, err
 		}

@@ -43,7 +43,8 @@ func TestUsageTriggersMatchARecount(t *testing.T) {
 			n := rng.IntN(20) // a small pool, so blobs are shared
 			blobs = append(blobs, builds.BlobRef{Digest: fmt.Sprintf("sha256:%064d", n), Size: int64(100 + n), Image: true})
 		}
-		if _, err := s.FinishBuild(ctx, b.ID, time.Now(), builds.Result{Status: builds.StatusSucceeded, IndexDigest: blobs[0].Digest, Blobs: blobs}); err != nil {
+		res := builds.Result{Status: builds.StatusSucceeded, IndexDigest: blobs[0].Digest, Blobs: blobs}
+		if _, err := s.FinishBuild(ctx, b.ID, time.Now(), res, builds.FinishEvents(res, nil, time.Now())); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, b.ID)

@@ -66,16 +66,12 @@ func scanBuild(row scanner) (*builds.Build, error) {
 }
 
 // CreateBuild inserts a new build, the tags it carries and the context it uploaded.
-func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build) error {
+func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build, refs []builds.TagRef) error {
 	plats, _ := json.Marshal(b.Platforms)
 	tags, _ := json.Marshal(nonNil(b.Tags))
 	opts, err := json.Marshal(b.Options)
 	if err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
-	}
-	refs, err := builds.ParseTags(b.Tags)
-	if err != nil {
-		return err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -230,7 +226,7 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 }
 
 // StartBuild moves a queued build to running and records the status event.
-func (s *Builds) StartBuild(ctx context.Context, id string, at time.Time) (bool, []builds.Event, error) {
+func (s *Builds) StartBuild(ctx context.Context, id string, at time.Time, events []builds.Event) (bool, []builds.Event, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, nil, fmt.Errorf("db: start build %s: %w", id, err)
@@ -244,24 +240,20 @@ func (s *Builds) StartBuild(ctx context.Context, id string, at time.Time) (bool,
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return false, nil, err
 	}
-	events, err := appendEvents(ctx, tx, id, []builds.Event{builds.NewEvent(builds.EventStatus, builds.StatusEvent{Status: builds.StatusRunning, StartedAt: &at})})
+	saved, err := appendEvents(ctx, tx, id, events)
 	if err != nil {
 		return false, nil, err
 	}
-	return true, events, tx.Commit()
+	return true, saved, tx.Commit()
 }
 
-// FinishBuild records a build's final state, its manifests on success, and the status and done events.
-func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r builds.Result) ([]builds.Event, error) {
+// FinishBuild records a build's final state, its manifests and blobs on success, and the events it is given.
+func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r builds.Result, events []builds.Event) ([]builds.Event, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}
 	defer tx.Rollback()
-	var started sql.NullString
-	if err := tx.QueryRowContext(ctx, `SELECT started_at FROM builds WHERE id = ?`, id).Scan(&started); err != nil {
-		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
-	}
 	if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = ?, finished_at = ?, error = ?, error_step = ?, error_line = ?, index_digest = ? WHERE id = ?`,
 		r.Status, formatTime(at), r.Error, r.ErrorStep, r.ErrorLine, r.IndexDigest, id); err != nil {
 		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
@@ -278,18 +270,14 @@ func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r bui
 	if err := addBlobs(ctx, tx, id, r.Blobs); err != nil {
 		return nil, err
 	}
-	st := builds.StatusEvent{Status: r.Status, Error: r.Error, FinishedAt: &at}
-	if st.StartedAt, err = parseTimePtr(started); err != nil {
-		return nil, err
-	}
-	events, err := appendEvents(ctx, tx, id, []builds.Event{builds.NewEvent(builds.EventStatus, st), builds.NewEvent(builds.EventDone, st)})
+	saved, err := appendEvents(ctx, tx, id, events)
 	if err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}
-	return events, nil
+	return saved, nil
 }
 
 // Record appends events and saves changed steps in one transaction.
@@ -375,43 +363,15 @@ func (s *Builds) Events(ctx context.Context, id string, after int64, limit int) 
 	return out, rows.Err()
 }
 
-// Recover marks builds a previous process left running as interrupted and
-// returns the queued ones, oldest first.
-func (s *Builds) Recover(ctx context.Context, at time.Time) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusRunning)
-	if err != nil {
-		return nil, fmt.Errorf("db: recover running builds: %w", err)
+// Unfinished lists the builds left running and queued, oldest first.
+func (s *Builds) Unfinished(ctx context.Context) (running, queued []string, err error) {
+	if running, err = s.strings(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusRunning); err != nil {
+		return nil, nil, fmt.Errorf("db: list running builds: %w", err)
 	}
-	var running []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		running = append(running, id)
+	if queued, err = s.strings(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusQueued); err != nil {
+		return nil, nil, fmt.Errorf("db: list queued builds: %w", err)
 	}
-	rows.Close()
-	for _, id := range running {
-		if _, err := s.FinishBuild(ctx, id, at, builds.Result{Status: builds.StatusInterrupted,
-			Error: "Manifold stopped while the build was running; start it again with Rebuild"}); err != nil {
-			return nil, fmt.Errorf("db: recover running builds: %w", err)
-		}
-	}
-	rows, err = s.db.QueryContext(ctx, `SELECT id FROM builds WHERE status = ? ORDER BY id`, builds.StatusQueued)
-	if err != nil {
-		return nil, fmt.Errorf("db: recover queued builds: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return running, queued, nil
 }
 
 // RecordPush appends a push to a build's history; pushed tells whether every

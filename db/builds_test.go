@@ -25,7 +25,7 @@ func newBuild(t *testing.T, s *Builds, at time.Time) *builds.Build {
 	b := &builds.Build{ID: id, Status: builds.StatusQueued, Platforms: []string{"linux/amd64", "linux/arm64"},
 		CreatedAt: at, Dockerfile: "FROM busybox:1\n", Ref: id,
 		Options: builds.Options{BuildArgs: map[string]string{"A": "1"}, Labels: map[string]string{}}}
-	if err := s.CreateBuild(context.Background(), b); err != nil {
+	if err := s.CreateBuild(context.Background(), b, nil); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -65,11 +65,11 @@ func TestBuildLifecycle(t *testing.T) {
 	now := time.Now().UTC()
 	b := newBuild(t, s, now)
 
-	ok, started, err := s.StartBuild(ctx, b.ID, now.Add(time.Second))
+	ok, started, err := s.StartBuild(ctx, b.ID, now.Add(time.Second), builds.StartEvents(now.Add(time.Second)))
 	if err != nil || !ok || len(started) != 1 || started[0].Seq != 1 || started[0].Type != builds.EventStatus {
 		t.Fatalf("StartBuild = %v, %+v, %v", ok, started, err)
 	}
-	if ok, _, _ := s.StartBuild(ctx, b.ID, now); ok {
+	if ok, _, _ := s.StartBuild(ctx, b.ID, now, builds.StartEvents(now)); ok {
 		t.Fatal("a running build was started twice")
 	}
 	t0 := now.Add(2 * time.Second)
@@ -91,7 +91,8 @@ func TestBuildLifecycle(t *testing.T) {
 		{Platform: "linux/amd64", Digest: "sha256:m1", ConfigDigest: "sha256:c1", Size: 481, ImageSize: 1000, MediaType: "application/vnd.oci.image.manifest.v1+json"},
 		{Platform: "linux/arm64", Digest: "sha256:m2", ConfigDigest: "sha256:c2", Size: 482, ImageSize: 900, MediaType: "application/vnd.oci.image.manifest.v1+json"},
 	}}
-	done, err := s.FinishBuild(ctx, b.ID, now.Add(3*time.Second), res)
+	at := now.Add(time.Second)
+	done, err := s.FinishBuild(ctx, b.ID, now.Add(3*time.Second), res, builds.FinishEvents(res, &at, now.Add(3*time.Second)))
 	if err != nil || len(done) != 2 || done[1].Type != builds.EventDone || done[1].Seq != 5 {
 		t.Fatalf("FinishBuild = %+v, %v", done, err)
 	}
@@ -163,29 +164,26 @@ func TestListBuildsKeysetPaging(t *testing.T) {
 	}
 }
 
-func TestRecover(t *testing.T) {
+func TestUnfinished(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	running := newBuild(t, s, now)
 	queued1 := newBuild(t, s, now.Add(time.Millisecond))
 	queued2 := newBuild(t, s, now.Add(2*time.Millisecond))
-	if ok, _, err := s.StartBuild(ctx, running.ID, now); !ok || err != nil {
+	done := newBuild(t, s, now.Add(3*time.Millisecond))
+	if ok, _, err := s.StartBuild(ctx, running.ID, now, builds.StartEvents(now)); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	ids, err := s.Recover(ctx, now.Add(time.Minute))
+	res := builds.Result{Status: builds.StatusFailed, Error: "x"}
+	if _, err := s.FinishBuild(ctx, done.ID, now, res, builds.FinishEvents(res, nil, now)); err != nil {
+		t.Fatal(err)
+	}
+	run, queued, err := s.Unfinished(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ids) != 2 || ids[0] != queued1.ID || ids[1] != queued2.ID {
-		t.Fatalf("Recover returned %v, want the two queued builds oldest first", ids)
-	}
-	got, _ := s.GetBuild(ctx, running.ID)
-	if got.Status != builds.StatusInterrupted || got.FinishedAt == nil || got.Error == "" {
-		t.Fatalf("running build after Recover: %+v", got)
-	}
-	events, _ := s.Events(ctx, running.ID, 0, 10)
-	if len(events) != 3 || events[2].Type != builds.EventDone {
-		t.Fatalf("interrupted build's events %+v, want running, interrupted, done", events)
+	if len(run) != 1 || run[0] != running.ID || len(queued) != 2 || queued[0] != queued1.ID || queued[1] != queued2.ID {
+		t.Fatalf("Unfinished = %v, %v; want the running one and the two queued oldest first", run, queued)
 	}
 }

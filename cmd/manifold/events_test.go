@@ -141,13 +141,13 @@ func TestRestartInterruptsRunningAndRunsQueued(t *testing.T) {
 	mk := func(at time.Time) string {
 		id := builds.NewID(at)
 		if err := store.CreateBuild(context.Background(), &builds.Build{ID: id, Status: builds.StatusQueued, Platforms: []string{"linux/amd64"},
-			CreatedAt: at, Dockerfile: example, Ref: id, Options: builds.Options{Context: builds.Source{Type: "none"}}}); err != nil {
+			CreatedAt: at, Dockerfile: example, Ref: id, Options: builds.Options{Context: builds.Source{Type: "none"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		return id
 	}
 	running, queued := mk(now), mk(now.Add(time.Millisecond))
-	if ok, _, err := store.StartBuild(context.Background(), running, now); !ok || err != nil {
+	if ok, _, err := store.StartBuild(context.Background(), running, now, builds.StartEvents(now)); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	d.Close()
@@ -156,6 +156,11 @@ func TestRestartInterruptsRunningAndRunsQueued(t *testing.T) {
 	r := a.wait(t, running)
 	if r.Status != builds.StatusInterrupted || !strings.Contains(r.Error, "stopped while the build was running") {
 		t.Fatalf("left-running build: %s %q", r.Status, r.Error)
+	}
+	// Its stream says so and ends: the Service recorded the status and done events.
+	if code, body := a.do(t, "GET", "/api/v1/builds/"+running+"/events", ""); code != 200 ||
+		!strings.Contains(string(body), "event: done") || !strings.Contains(string(body), `"interrupted"`) {
+		t.Fatalf("events of the interrupted build = %d:\n%s", code, body)
 	}
 	if q := a.wait(t, queued); q.Status != builds.StatusSucceeded {
 		t.Fatalf("left-queued build: %s %q", q.Status, q.Error)
