@@ -20,6 +20,7 @@ import (
 func (h *Handlers) Registry(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
 		return registryError(w, r, http.StatusMethodNotAllowed, "UNSUPPORTED", "this registry is read-only: Manifold serves pulls; push with a build's push or promote")
 	}
 	rest := strings.TrimPrefix(r.URL.Path, "/v2/")

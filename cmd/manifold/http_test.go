@@ -12,7 +12,7 @@ import (
 func TestHeadAndMethodNotAllowed(t *testing.T) {
 	a := startApp(t, "", "--buildkit", env.Addr())
 	id := a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\nRUN sleep 5\n", "platforms": []string{"linux/amd64"}, "no_cache": true})
-	for _, path := range []string{"/healthz", "/api/v1/builds", "/api/v1/builds/" + id, "/api/v1/builds/" + id + "/log", "/api/v1/builds/" + id + "/events", "/api/v1/storage", "/builds", "/builds/" + id, "/v2/"} {
+	for _, path := range []string{"/healthz", "/api/v1/builds", "/api/v1/builds/" + id, "/api/v1/builds/" + id + "/log", "/api/v1/builds/" + id + "/events", "/api/v1/storage", "/builds", "/builds/" + id, "/v2/", "/v2/_catalog", "/v2/builds/tags/list", "/login", "/storage"} {
 		t.Run("HEAD "+path, func(t *testing.T) {
 			get, err := http.Get(a.URL + path)
 			if err != nil {
@@ -43,6 +43,8 @@ func TestHeadAndMethodNotAllowed(t *testing.T) {
 		{"DELETE", "/healthz", "GET, HEAD"},
 		{"PROPFIND", "/api/v1/builds", "GET, HEAD, POST"},
 		{"POST", "/api/v1/builds/" + id + "/log", "GET, HEAD"},
+		{"PUT", "/v2/builds/manifests/latest", "GET, HEAD"},
+		{"DELETE", "/v2/builds/blobs/sha256:" + strings.Repeat("0", 64), "GET, HEAD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
