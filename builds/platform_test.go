@@ -112,16 +112,3 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
-
-func TestLogfmtMessage(t *testing.T) {
-	tests := map[string]string{
-		`time="2026-11-27T15:59:30Z" level=info msg="running server on /x/buildkitd.sock"`: "running server on /x/buildkitd.sock",
-		`time="t" level=warning msg="say \"hi\" there" spanID=1`:                           `say "hi" there`,
-		`plain line`: "plain line",
-	}
-	for in, want := range tests {
-		if got := logfmtMessage(in); got != want {
-			t.Errorf("logfmtMessage(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

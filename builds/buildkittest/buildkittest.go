@@ -17,14 +17,14 @@ import (
 	"syscall"
 	"time"
 
-	"manifold/builds"
+	"manifold/builds/buildkit"
 )
 
 // Env is a running registry and buildkitd pair.
 type Env struct {
 	Dir      string // temporary folder holding both daemons' state
 	Registry string // host:port of the seeded registry
-	Daemon   *builds.Daemon
+	Daemon   *buildkit.Daemon
 	Bin      string // the project's bin/ folder
 
 	registry *exec.Cmd
@@ -81,7 +81,7 @@ func Start(log *slog.Logger) (*Env, error) {
 		e.Close()
 		return nil, err
 	}
-	d, err := builds.StartDaemon(context.Background(), builds.DaemonConfig{
+	d, err := buildkit.StartDaemon(context.Background(), buildkit.DaemonConfig{
 		Binary: filepath.Join(bin, "buildkitd"),
 		Root:   filepath.Join(dir, "bk"),
 		Mirror: e.Registry,

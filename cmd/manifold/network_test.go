@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"manifold/builds"
+	"manifold/builds/buildkit"
 	"manifold/builds/buildkittest"
 )
 
@@ -158,7 +159,7 @@ func TestBuildNetworkModes(t *testing.T) {
 			a := startApp(t, data, "--addr", "0.0.0.0:0", "--buildkitd-bin", filepath.Join(env.Bin, "buildkitd"),
 				"--mirror", env.Registry, "--build-network", c.mode)
 			port := appPort(t, a)
-			bridge := builds.BridgeName(filepath.Join(data, "buildkit"))
+			bridge := buildkit.BridgeName(filepath.Join(data, "buildkit"))
 			df := probeDockerfile([][3]string{
 				{"probe-listener", "127.0.0.1", lport},
 				{"probe-manifold-host", hostIP, port},

@@ -16,6 +16,7 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/accounts"
+	"manifold/builds/buildkit"
 	"manifold/builds/outbound"
 	"manifold/db"
 	"manifold/handlers"
@@ -219,11 +220,11 @@ func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Log
 	bin := cfg.Buildkitd
 	if bin == "" {
 		var err error
-		if bin, err = builds.FindBuildkitd(); err != nil {
+		if bin, err = buildkit.FindBuildkitd(); err != nil {
 			return nil, nil, err
 		}
 	}
-	d, err := builds.StartDaemon(ctx, builds.DaemonConfig{
+	d, err := buildkit.StartDaemon(ctx, buildkit.DaemonConfig{
 		Binary: bin, Root: filepath.Join(data, "buildkit"), Mirror: cfg.Mirror, Log: log.With("component", "buildkitd"),
 		Network: cfg.BuildNetwork, Frontends: cfg.Frontends,
 	}, 60*time.Second)

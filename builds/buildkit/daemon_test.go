@@ -1,4 +1,4 @@
-package builds_test
+package buildkit_test
 
 import (
 	"context"

@@ -1,4 +1,6 @@
-package builds
+// Package buildkit runs BuildKit for Manifold: the supervised embedded
+// buildkitd, and the bridge network (CNI and firewall rules) its RUN steps get.
+package buildkit
 
 import (
 	"bufio"
@@ -7,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"manifold/builds"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,12 +28,12 @@ type DaemonConfig struct {
 	// Mirror is a registry host:port used as the docker.io mirror (plain HTTP), or "".
 	Mirror string
 	Log    *slog.Logger
-	// Network is where RUN steps get their network: NetworkBridge (also
-	// when empty), NetworkHost or NetworkNone.
+	// Network is where RUN steps get their network: builds.NetworkBridge (also
+	// when empty), builds.NetworkHost or builds.NetworkNone.
 	Network string
 	// Frontends limits the `# syntax=` frontend images buildkitd itself
 	// runs: none when empty.
-	Frontends FrontendPolicy
+	Frontends builds.FrontendPolicy
 	// CNIBinDir holds the CNI plugins; /usr/lib/cni or /opt/cni/bin when empty.
 	CNIBinDir string
 }
@@ -102,22 +105,22 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig, ready time.Duration) (*D
 	if len(sock) > 100 {
 		return nil, fmt.Errorf("the buildkitd socket path %s is too long for a unix socket; use a shorter data folder", sock)
 	}
-	mode, err := ParseBuildNetwork(cfg.Network)
+	mode, err := builds.ParseBuildNetwork(cfg.Network)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Network = mode
 	var bn *bridgeNet
 	switch mode {
-	case NetworkBridge:
+	case builds.NetworkBridge:
 		if bn, err = prepareBridge(root, cfg.CNIBinDir); err != nil {
 			return nil, err
 		}
 		cfg.Log.Info("build network: RUN steps get their own network namespace; this machine's addresses and link-local addresses are dropped",
 			"bridge", bn.Name, "subnet", bn.Subnet.String())
-	case NetworkHost:
+	case builds.NetworkHost:
 		cfg.Log.Warn("build network host: RUN steps share this machine's network and reach Manifold, the registry mirror and every local service; use it only for trusted Dockerfiles")
-	case NetworkNone:
+	case builds.NetworkNone:
 		cfg.Log.Info("build network none: RUN steps get no network")
 	}
 	if err := os.WriteFile(filepath.Join(root, "buildkitd.toml"), []byte(daemonConfigTOML(cfg, sock, bn)), 0o600); err != nil {
@@ -130,7 +133,7 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig, ready time.Duration) (*D
 	d := &Daemon{cfg: cfg, addr: "unix://" + sock, cancel: cancel, done: make(chan struct{}), net: bn}
 	go d.supervise(runCtx)
 
-	node, err := NewNode("embedded", d.addr, TLSConfig{})
+	node, err := builds.NewNode("embedded", d.addr, builds.TLSConfig{})
 	if err != nil {
 		d.Stop()
 		return nil, err
