@@ -32,8 +32,8 @@ test: setup check
 # fuzz runs each parser's fuzz test (name:package) for a bounded time; the corpus is in <package>/testdata/fuzz.
 FUZZTIME ?= 8s
 fuzz:
-	@for fp in FuzzParsePlatforms:./builds FuzzContextArchive:./builds FuzzManifestDecoding:./builds FuzzGitSource:./builds \
-		FuzzParseHost:./builds/outbound; do \
+	@for fp in FuzzParsePlatforms:./builds FuzzContextArchive:./builds FuzzManifestDecoding:./builds/content FuzzGitSource:./builds \
+		FuzzParseHost:./outbound; do \
 		f=$${fp%%:*}; pkg=$${fp#*:}; \
 		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x $$pkg || exit 1; \
 	done

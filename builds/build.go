@@ -1,13 +1,14 @@
-// Package builds is Manifold's domain core: builds, their platforms, steps and
-// logs, the service that starts and reads them, the runner that executes them
-// on BuildKit, and the content store that keeps their results.
+// Package builds is a build's lifecycle: what a build is (its request,
+// platforms, context, steps, events and status), the Service that validates
+// and records it, the Runner that queues it and hands it to a Solver, and
+// the Hub that follows its events. What solves it (builds/buildkit), keeps
+// its blobs (builds/content), explores them (builds/explore) and serves or
+// pushes them (builds/registry) lives in packages that import this one.
 package builds
 
 import (
 	"context"
 	"time"
-
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Status is where a build is in its life.
@@ -85,15 +86,6 @@ type Push struct {
 	At     time.Time `json:"at"`
 	OK     bool      `json:"ok"`
 	Error  string    `json:"error,omitempty"`
-}
-
-// BuildRoot is what one build references in the content store.
-type BuildRoot struct {
-	ID            string
-	Status        Status
-	Pinned        bool
-	IndexDigest   string
-	ContextDigest string
 }
 
 // Manifest is one platform's image in a build's index.
@@ -186,60 +178,15 @@ type BlobRef struct {
 	Image  bool
 }
 
-// UnindexedBuild is a build from before blob and pull-name indexing, to index at start.
-type UnindexedBuild struct {
-	ID            string
-	Status        Status
-	IndexDigest   string
-	ContextDigest string
-	ContextSize   int64
-	Tags          []string
-}
-
-// BuildIndex is what IndexBuilds records for one build.
-type BuildIndex struct {
-	ID    string
-	Tags  []TagRef
-	Blobs []BlobRef
-}
-
-// StorageTotals are the store-wide sums over what builds reference.
-type StorageTotals struct {
-	ReferencedBytes int64
-	SharedBytes     int64
-	Blobs           int
-	Builds          int
-}
-
-// UsagePage asks for one page of builds' disk use: Sort is "newest" (by id)
-// or "size" (largest first); After is the previous page's Next cursor.
-type UsagePage struct {
-	Sort  string
-	After string
-	Limit int
-}
-
-// Store keeps builds. The db package implements it with SQLite.
+// Store keeps builds' lifecycle: the db package implements it with SQLite.
+// What the content store, the explorer and the pull API keep about builds
+// is declared by those packages (content.Records, explore.Records,
+// registry.Records).
 type Store interface {
 	// CreateBuild records a queued build with the tags it carries (parsed by the Service).
 	CreateBuild(ctx context.Context, b *Build, tags []TagRef) error
 	// CountQueued counts user's builds that wait in the queue.
 	CountQueued(ctx context.Context, user string) (int, error)
-	// Unindexed lists up to limit builds whose blobs and pull names are not recorded yet.
-	Unindexed(ctx context.Context, limit int) ([]UnindexedBuild, error)
-	// IndexBuilds records builds' blobs and pull names (replacing any).
-	IndexBuilds(ctx context.Context, list []BuildIndex) error
-	// Servable reports whether a succeeded build that the pull name resolves
-	// to ("builds": any) reaches the digest as part of its image.
-	Servable(ctx context.Context, name, digest string) (bool, error)
-	// ReferringIndexes lists the index digests of up to limit succeeded builds under name that reach digest.
-	ReferringIndexes(ctx context.Context, name, digest string, limit int) ([]string, error)
-	// PullNames lists the pull API's repository names after last, in order.
-	PullNames(ctx context.Context, last string, n int) ([]string, error)
-	// StorageTotals reads the store-wide sums.
-	StorageTotals(ctx context.Context) (StorageTotals, error)
-	// BuildUsages reads one page of builds' disk use and the next page's cursor.
-	BuildUsages(ctx context.Context, p UsagePage) ([]BuildUsage, string, error)
 	GetBuild(ctx context.Context, id string) (*Build, error)
 	ListBuilds(ctx context.Context, opt ListOptions) ([]*Build, error)
 	// StartBuild moves a queued build to running and appends events (the
@@ -255,30 +202,6 @@ type Store interface {
 	// Unfinished lists the builds a previous process left running and
 	// queued, oldest first; the Service interrupts the one and requeues the other.
 	Unfinished(ctx context.Context) (running, queued []string, err error)
-
 	// RecordPush appends a push to a build's history; pushed marks the build pushed.
 	RecordPush(ctx context.Context, id string, p Push, pushed bool) error
-	// BuildRoots lists every kept build with what it references in the store.
-	BuildRoots(ctx context.Context) ([]BuildRoot, error)
-	SetPinned(ctx context.Context, id string, pinned bool) error
-	// DeleteBuild removes a finished build; a queued or running one is refused.
-	DeleteBuild(ctx context.Context, id string) error
-	// RetentionCandidates lists unpinned finished builds older than cutoff or
-	// beyond the newest perTag of every tag they carry.
-	RetentionCandidates(ctx context.Context, cutoff time.Time, perTag int) ([]string, error)
-	ArchiveSums(ctx context.Context, id string) (map[string]ArchiveSum, error)
-	SaveArchiveSum(ctx context.Context, id string, a ArchiveSum) error
-	// LayerListing reads a cached listing (with its files when files is set), or nil.
-	LayerListing(ctx context.Context, digest string, files bool) (*LayerListing, error)
-	SaveLayerListing(ctx context.Context, l *LayerListing) error
-	SaveOrigins(ctx context.Context, name string, descs []ocispec.Descriptor) error
-	Origin(ctx context.Context, digest string) (name string, desc ocispec.Descriptor, found bool, err error)
-	// TagBuild is the newest succeeded build carrying repo:tag, or "".
-	TagBuild(ctx context.Context, repo, tag string) (string, error)
-	// RepoKnown reports whether any build carries a tag in repo.
-	RepoKnown(ctx context.Context, repo string) (bool, error)
-	// RepoTags lists repo's tags of succeeded builds after last, in order.
-	RepoTags(ctx context.Context, repo, last string, n int) ([]string, error)
-	// SucceededIDs lists succeeded builds' ids after last, oldest first.
-	SucceededIDs(ctx context.Context, last string, n int) ([]string, error)
 }

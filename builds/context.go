@@ -26,7 +26,8 @@ type ContextLimits struct {
 	MaxFiles int   // entries in the archive; 100,000 by default
 }
 
-func (l ContextLimits) withDefaults() ContextLimits {
+// WithDefaults fills in the default bounds where l leaves them zero.
+func (l ContextLimits) WithDefaults() ContextLimits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = 512 << 20
 	}
@@ -152,7 +153,7 @@ type archiveChecker struct {
 }
 
 func newArchiveChecker(l ContextLimits) *archiveChecker {
-	return &archiveChecker{limits: l.withDefaults(), links: map[string]bool{}, regulars: map[string]bool{}}
+	return &archiveChecker{limits: l.WithDefaults(), links: map[string]bool{}, regulars: map[string]bool{}}
 }
 
 func (c *archiveChecker) check(hdr *tar.Header) (contextEntry, bool, error) {

@@ -24,11 +24,11 @@ type FolderUpload struct {
 
 // NewFolderUpload starts an archive for a folder upload.
 func (s *Service) NewFolderUpload() (*FolderUpload, error) {
-	a, err := os.CreateTemp(s.runner.engine.workDir, "folder-*.tar")
+	a, err := os.CreateTemp(s.workDir, "folder-*.tar")
 	if err != nil {
 		return nil, err
 	}
-	sc, err := os.CreateTemp(s.runner.engine.workDir, "folder-file-*")
+	sc, err := os.CreateTemp(s.workDir, "folder-file-*")
 	if err != nil {
 		a.Close()
 		os.Remove(a.Name())
@@ -51,7 +51,7 @@ func (u *FolderUpload) Add(name string, r io.Reader) error {
 	if clean == "" {
 		return CodeErrorf(EInvalid, "invalid_context", "an uploaded file has no name")
 	}
-	limits := u.svc.runner.limits
+	limits := u.svc.limits
 	u.files++
 	if u.files > limits.MaxFiles {
 		return CodeErrorf(EInvalid, "context_too_large", "the folder has more than %d files; leave files out with a .dockerignore", limits.MaxFiles)

@@ -109,13 +109,12 @@ func (p FrontendPolicy) CheckBuildArgs(args map[string]string) error {
 	return p.refuse("build arg BUILDKIT_SYNTAX", ref, "remove the BUILDKIT_SYNTAX build arg")
 }
 
-// checkFrontend checks a build's frontend again when it runs (the allow-list
+// CheckRun checks a build's frontend again when it runs (the allow-list
 // may have changed since it was queued, and an uploaded context's Dockerfile
-// is read only now). noForward says the solve must not follow a `# syntax=`
-// line at all: the Dockerfile comes from a git repository Manifold has not
-// read, and no frontend is allowed.
-func (e *Engine) checkFrontend(b *Build, contextDir, name string) (noForward bool, err error) {
-	p := e.frontends
+// is read only now, from contextDir). noForward says the solve must not
+// follow a `# syntax=` line at all: the Dockerfile comes from a git
+// repository Manifold has not read, and no frontend is allowed.
+func (p FrontendPolicy) CheckRun(b *Build, contextDir, name string) (noForward bool, err error) {
 	if err := p.CheckBuildArgs(b.BuildArgs); err != nil {
 		return false, err
 	}

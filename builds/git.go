@@ -85,15 +85,3 @@ func (g GitSource) Validate() (GitSource, error) {
 	}
 	return g, nil
 }
-
-// buildkitRef is the git context in the Dockerfile frontend's form: url#ref:subdir.
-func (g GitSource) buildkitRef() string {
-	if g.Ref == "" && g.Subdir == "" {
-		return g.URL
-	}
-	s := g.URL + "#" + g.Ref
-	if g.Subdir != "" {
-		s += ":" + g.Subdir
-	}
-	return s
-}

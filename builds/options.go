@@ -66,8 +66,8 @@ func (o Options) Validate() (Options, error) {
 	return o, nil
 }
 
-// frontendAttrs turns the options into the Dockerfile frontend's attributes.
-func (o Options) frontendAttrs(attrs map[string]string) {
+// FrontendAttrs turns the options into the Dockerfile frontend's attributes.
+func (o Options) FrontendAttrs(attrs map[string]string) {
 	for k, v := range o.BuildArgs {
 		attrs["build-arg:"+k] = v
 	}

@@ -42,7 +42,7 @@ func (f *fakeSolver) Solve(ctx context.Context, b *builds.Build, _ *slog.Logger)
 }
 
 // newFakeRunner is a Runner on a real SQLite database with a fake Solver and
-// no BuildKit: the node it names does not answer.
+// no BuildKit and no nodes.
 func newFakeRunner(t *testing.T, limit int) (*builds.Service, *builds.Runner, *fakeSolver, context.CancelFunc) {
 	t.Helper()
 	dir := t.TempDir()
@@ -51,18 +51,10 @@ func newFakeRunner(t *testing.T, limit int) (*builds.Service, *builds.Runner, *f
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	content, err := builds.OpenContentStore(filepath.Join(dir, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := builds.NewNode("none", "unix://"+filepath.Join(dir, "none.sock"), builds.TLSConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	fake := &fakeSolver{release: make(chan struct{}), startedC: make(chan string, 100)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r := builds.NewRunner(builds.RunnerConfig{Store: db.NewBuilds(d), Node: node, Content: content, WorkDir: dir, Log: log, Limit: limit, Solver: fake})
-	svc := builds.NewService(r, log)
+	r := builds.NewRunner(builds.RunnerConfig{Store: db.NewBuilds(d), Log: log, Limit: limit, Solver: fake})
+	svc := builds.NewService(r, builds.ServiceConfig{WorkDir: dir, Log: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.Start(ctx)
 	t.Cleanup(func() { cancel(); r.Wait() })

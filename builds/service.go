@@ -12,28 +12,31 @@ import (
 	"sync"
 	"time"
 
+	ccontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"manifold/outbound"
 )
 
 // MaxDockerfileSize bounds an inline Dockerfile.
 const MaxDockerfileSize = 1 << 20
 
-// Service is what the HTTP layer calls: it validates requests, records builds
-// and hands them to the Runner.
+// Service is what the HTTP layer calls about a build's lifecycle: it
+// validates requests, records builds, hands them to the Runner, follows
+// their events and cancels them.
 type Service struct {
 	store  Store
 	runner *Runner
 	hub    *Hub
-	node   *Node
 	log    *slog.Logger
-	reach  reachCache
-	// referrers caches, per index, the manifests that name a subject.
-	referrers referrerCache
-	// walk is the storage view's last walk of the content store.
-	walk storeWalk
-	// listing bounds layer listings.
-	listing ListingLimits
+	nodes  Nodes
+
+	// uploads is where uploaded contexts are kept (the blob store).
+	uploads   ccontent.Store
+	workDir   string
+	limits    ContextLimits
+	frontends FrontendPolicy
+	outbound  *outbound.Policy
 
 	// admit makes counting a user's queued builds and adding one a single step.
 	admit sync.Mutex
@@ -42,19 +45,45 @@ type Service struct {
 	jobs *Jobs
 	// accounts checks build secrets and keeps the audit log; nil in tests.
 	accounts AccountsPolicy
-
-	summing    sync.Mutex
-	summingIDs map[string]bool
-	sumSlots   chan struct{} // one checksum computation at a time
 }
 
-// NewService wires a Service over the runner's store, hub and node.
-func NewService(runner *Runner, log *slog.Logger) *Service {
-	if log == nil {
-		log = slog.Default()
+// ServiceConfig wires a Service.
+type ServiceConfig struct {
+	// Nodes reports the BuildKit nodes' health and platforms.
+	Nodes Nodes
+	// Uploads keeps uploaded contexts (the blob store).
+	Uploads ccontent.Store
+	// WorkDir holds folder uploads while they are assembled.
+	WorkDir string
+	// Context bounds uploaded contexts.
+	Context ContextLimits
+	// Frontends lists the `# syntax=` frontends builds may use; none when empty.
+	Frontends FrontendPolicy
+	// Outbound is the address policy git contexts and push targets are
+	// checked against before a build is queued; nil refuses every non-public address.
+	Outbound *outbound.Policy
+	// Accounts checks build secrets and writes the audit log; nil (tests) does neither.
+	Accounts AccountsPolicy
+	// Jobs owns background work; a new one when nil.
+	Jobs *Jobs
+	Log  *slog.Logger
+}
+
+// NewService wires a Service over the runner's store and hub.
+func NewService(runner *Runner, cfg ServiceConfig) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
-	return &Service{store: runner.store, runner: runner, hub: runner.hub, node: runner.node, log: log, sumSlots: make(chan struct{}, 1), listing: runner.listing, jobs: NewJobs()}
+	if cfg.Jobs == nil {
+		cfg.Jobs = NewJobs()
+	}
+	return &Service{store: runner.store, runner: runner, hub: runner.hub, log: cfg.Log, nodes: cfg.Nodes,
+		uploads: cfg.Uploads, workDir: cfg.WorkDir, limits: cfg.Context.WithDefaults(), frontends: cfg.Frontends,
+		outbound: cfg.Outbound, accounts: cfg.Accounts, jobs: cfg.Jobs}
 }
+
+// Jobs owns the service's background work; the content service shares it.
+func (s *Service) Jobs() *Jobs { return s.jobs }
 
 // Recover runs once at start-up, before the runner starts: builds a previous
 // process left running become interrupted, and queued ones are queued again.
@@ -80,65 +109,24 @@ func (s *Service) Recover(ctx context.Context) error {
 	if len(queued) > 0 {
 		s.log.Info("requeued builds from the previous run", "count", len(queued))
 	}
-	return s.indexOld(ctx)
-}
-
-// imageBlobs turns a walk from an index into the build's image blobs.
-func imageBlobs(descs []ocispec.Descriptor) []BlobRef {
-	out := make([]BlobRef, 0, len(descs))
-	for _, d := range descs {
-		out = append(out, BlobRef{Digest: d.Digest.String(), Size: d.Size, Image: true})
-	}
-	return out
-}
-
-// indexOld records, once, the blobs and pull names of builds made before
-// Manifold kept them: the pull API serves only what a build reaches, and
-// the storage view adds up from these rows.
-func (s *Service) indexOld(ctx context.Context) error {
-	done := 0
-	for {
-		batch, err := s.store.Unindexed(ctx, 200)
-		if err != nil || len(batch) == 0 {
-			if done > 0 {
-				s.log.Info("indexed builds from before blob records", "count", done)
-			}
-			return err
-		}
-		list := make([]BuildIndex, 0, len(batch))
-		for _, u := range batch {
-			var blobs []BlobRef
-			if u.ContextDigest != "" {
-				blobs = append(blobs, BlobRef{Digest: u.ContextDigest, Size: u.ContextSize})
-			}
-			if u.Status == StatusSucceeded && u.IndexDigest != "" {
-				// A result whose blobs are gone (collected) simply serves nothing.
-				if descs, err := s.reach.get(ctx, s.runner.content, u.IndexDigest); err == nil {
-					blobs = append(blobs, imageBlobs(descs)...)
-				}
-			}
-			tags, err := ParseTags(u.Tags)
-			if err != nil {
-				tags = nil // stored tags were checked when the build was made
-			}
-			list = append(list, BuildIndex{ID: u.ID, Tags: tags, Blobs: blobs})
-		}
-		if err := s.store.IndexBuilds(ctx, list); err != nil {
-			return err
-		}
-		done += len(list)
-	}
+	return nil
 }
 
 // Nodes reports every BuildKit node's health and platforms.
 func (s *Service) Nodes(ctx context.Context) []NodeStatus {
-	return []NodeStatus{s.node.Status(ctx, 3*time.Second)}
+	if s.nodes == nil {
+		return nil
+	}
+	return s.nodes.Status(ctx)
 }
 
 // Platforms lists what the answering nodes can build; down is what the
 // first node that does not answer said, or "".
 func (s *Service) Platforms(ctx context.Context) (avail []string, down string) {
-	for _, n := range []NodeStatus{s.node.RecentStatus(ctx, 3*time.Second)} {
+	if s.nodes == nil {
+		return nil, "no BuildKit node is configured"
+	}
+	for _, n := range s.nodes.RecentStatus(ctx) {
 		if !n.OK {
 			if down == "" {
 				down = n.Error
@@ -197,10 +185,10 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.runner.engine.frontends.CheckBuildArgs(opts.BuildArgs); err != nil {
+	if err := s.frontends.CheckBuildArgs(opts.BuildArgs); err != nil {
 		return nil, err
 	}
-	if err := s.runner.engine.frontends.CheckDockerfile([]byte(df)); err != nil {
+	if err := s.frontends.CheckDockerfile([]byte(df)); err != nil {
 		return nil, err
 	}
 	opts.Context = Source{Type: "none"}
@@ -213,7 +201,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 				want = "Dockerfile"
 			}
 		}
-		files, found, err := ScanContext(ctx, s.runner.content, req.Upload.Digest, s.runner.limits, want)
+		files, found, err := ScanContext(ctx, s.uploads, req.Upload.Digest, s.limits, want)
 		if err != nil {
 			return nil, err
 		}
@@ -222,7 +210,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		}
 		opts.Context = Source{Type: "upload", Digest: req.Upload.Digest, Size: req.Upload.Size, Files: files}
 	case opts.Git != nil:
-		if err := s.runner.engine.checkGit(ctx, *opts.Git); err != nil {
+		if err := CheckGit(ctx, s.outbound, *opts.Git); err != nil {
 			return nil, err
 		}
 		opts.Context = Source{Type: "git"}
@@ -241,7 +229,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	for _, t := range tags {
 		if req.Push {
 			// Refused before anything is stored: the push runs after the build, from the store.
-			if err := s.runner.engine.checkRegistry(ctx, "push target "+t.Full+": registry", t.Host()); err != nil {
+			if err := CheckRegistry(ctx, s.outbound, "push target "+t.Full+": registry", t.Host()); err != nil {
 				return nil, err
 			}
 		}
@@ -309,10 +297,6 @@ type AccountsPolicy interface {
 	CheckSecrets(ctx context.Context, userID int64, names []string) error
 	Audit(ctx context.Context, actor, action, target, ip, detail string) error
 }
-
-// UseAccounts has the Service check build secrets and write the audit log
-// through a; without it (tests) neither happens.
-func (s *Service) UseAccounts(a AccountsPolicy) { s.accounts = a }
 
 // audit records an action; a failure to record it is logged, never dropped.
 func (s *Service) audit(ctx context.Context, actor, action, target, ip, detail string) {
@@ -386,15 +370,6 @@ func (s *Service) eachEvent(ctx context.Context, id string, after int64, fn func
 // Shutdown stops the background jobs and waits for them; call it after the
 // HTTP server stopped and before the database closes.
 func (s *Service) Shutdown() { s.jobs.Shutdown() }
-
-// CollectEvery applies retention and collects garbage every interval until Shutdown.
-func (s *Service) CollectEvery(interval time.Duration, ret Retention) {
-	s.jobs.Every(interval, func(ctx context.Context) {
-		if _, err := s.CollectGarbage(ctx, ret); err != nil && ctx.Err() == nil {
-			s.log.Error("garbage collection", "err", err)
-		}
-	})
-}
 
 // CloseWatchers ends every Watch, and any started later: the server is
 // shutting down.
@@ -502,11 +477,11 @@ func (s *Service) Cancel(ctx context.Context, id string) (*Build, error) {
 }
 
 // ContextLimits are the bounds uploaded contexts must keep.
-func (s *Service) ContextLimits() ContextLimits { return s.runner.limits }
+func (s *Service) ContextLimits() ContextLimits { return s.limits }
 
 // IngestContext stores an uploaded context archive (tar or tar.gz) in the content store.
 func (s *Service) IngestContext(ctx context.Context, r io.Reader) (Upload, error) {
-	return IngestContext(ctx, s.runner.content, r, s.runner.limits.MaxBytes)
+	return IngestContext(ctx, s.uploads, r, s.limits.MaxBytes)
 }
 
 // DiscardUpload removes an upload that no build took, if this request wrote it.
@@ -515,7 +490,7 @@ func (s *Service) DiscardUpload(u *Upload) {
 		return
 	}
 	if d, err := digest.Parse(u.Digest); err == nil {
-		_ = s.runner.content.Delete(context.Background(), d)
+		_ = s.uploads.Delete(context.Background(), d)
 	}
 }
 

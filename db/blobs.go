@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"manifold/builds"
+	"manifold/builds/content"
+	"manifold/builds/registry"
 )
 
 // execer is a transaction or the database: what writeIndex needs.
@@ -68,7 +70,7 @@ func contextBlob(b *builds.Build) []builds.BlobRef {
 }
 
 // Unindexed lists builds whose blobs and pull names are not recorded yet.
-func (s *Builds) Unindexed(ctx context.Context, limit int) ([]builds.UnindexedBuild, error) {
+func (s *Builds) Unindexed(ctx context.Context, limit int) ([]content.UnindexedBuild, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, status, index_digest, tags,
 		COALESCE(CASE WHEN json_extract(options, '$.context.type') = 'upload' THEN json_extract(options, '$.context.digest') END, ''),
 		COALESCE(CASE WHEN json_extract(options, '$.context.type') = 'upload' THEN json_extract(options, '$.context.size') END, 0)
@@ -77,9 +79,9 @@ func (s *Builds) Unindexed(ctx context.Context, limit int) ([]builds.UnindexedBu
 		return nil, fmt.Errorf("db: list builds to index: %w", err)
 	}
 	defer rows.Close()
-	var out []builds.UnindexedBuild
+	var out []content.UnindexedBuild
 	for rows.Next() {
-		var u builds.UnindexedBuild
+		var u content.UnindexedBuild
 		var tags string
 		if err := rows.Scan(&u.ID, &u.Status, &u.IndexDigest, &tags, &u.ContextDigest, &u.ContextSize); err != nil {
 			return nil, fmt.Errorf("db: list builds to index: %w", err)
@@ -93,7 +95,7 @@ func (s *Builds) Unindexed(ctx context.Context, limit int) ([]builds.UnindexedBu
 }
 
 // IndexBuilds records builds' blobs and pull names, replacing any, in one transaction.
-func (s *Builds) IndexBuilds(ctx context.Context, list []builds.BuildIndex) error {
+func (s *Builds) IndexBuilds(ctx context.Context, list []content.BuildIndex) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("db: index builds: %w", err)
@@ -117,7 +119,7 @@ func (s *Builds) IndexBuilds(ctx context.Context, list []builds.BuildIndex) erro
 func (s *Builds) Servable(ctx context.Context, name, digest string) (bool, error) {
 	var n int
 	var err error
-	if name == builds.BuildsRepo {
+	if name == registry.BuildsRepo {
 		err = s.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM build_blobs bb JOIN builds b ON b.id = bb.build_id
 			WHERE bb.digest = ? AND bb.image = 1 AND b.status = 'succeeded' LIMIT 1)`, digest).Scan(&n)
 	} else {
@@ -133,7 +135,7 @@ func (s *Builds) Servable(ctx context.Context, name, digest string) (bool, error
 
 // ReferringIndexes lists index digests of succeeded builds under name that reach digest.
 func (s *Builds) ReferringIndexes(ctx context.Context, name, digest string, limit int) ([]string, error) {
-	if name == builds.BuildsRepo {
+	if name == registry.BuildsRepo {
 		return s.strings(ctx, `SELECT DISTINCT b.index_digest FROM build_blobs bb JOIN builds b ON b.id = bb.build_id
 			WHERE bb.digest = ? AND bb.image = 1 AND b.status = 'succeeded' AND b.index_digest != '' ORDER BY b.id DESC LIMIT ?`, digest, limit)
 	}
@@ -147,12 +149,12 @@ func (s *Builds) PullNames(ctx context.Context, last string, n int) ([]string, e
 	return s.strings(ctx, `SELECT name FROM (
 			SELECT ? AS name WHERE EXISTS (SELECT 1 FROM builds WHERE status = 'succeeded')
 			UNION SELECT DISTINCT t.repo FROM build_tags t JOIN builds b ON b.id = t.build_id WHERE b.status = 'succeeded')
-		WHERE name > ? ORDER BY name LIMIT ?`, builds.BuildsRepo, last, n)
+		WHERE name > ? ORDER BY name LIMIT ?`, registry.BuildsRepo, last, n)
 }
 
 // StorageTotals reads the sums the triggers keep.
-func (s *Builds) StorageTotals(ctx context.Context) (builds.StorageTotals, error) {
-	var t builds.StorageTotals
+func (s *Builds) StorageTotals(ctx context.Context) (content.StorageTotals, error) {
+	var t content.StorageTotals
 	err := s.db.QueryRowContext(ctx, `SELECT referenced_bytes, shared_bytes, blobs,
 		(SELECT count(*) FROM builds WHERE total_bytes > 0) FROM storage_totals WHERE id = 1`).
 		Scan(&t.ReferencedBytes, &t.SharedBytes, &t.Blobs, &t.Builds)
@@ -163,7 +165,7 @@ func (s *Builds) StorageTotals(ctx context.Context) (builds.StorageTotals, error
 }
 
 // BuildUsages reads a page of builds that use the store, newest or largest first.
-func (s *Builds) BuildUsages(ctx context.Context, p builds.UsagePage) ([]builds.BuildUsage, string, error) {
+func (s *Builds) BuildUsages(ctx context.Context, p content.UsagePage) ([]content.BuildUsage, string, error) {
 	const cols = `b.id, b.status, b.pinned, b.total_bytes,
 		COALESCE((SELECT SUM(bb.size) FROM build_blobs bb JOIN blob_usage u ON u.digest = bb.digest WHERE bb.build_id = b.id AND u.builds = 1), 0)
 		FROM builds b`
@@ -196,9 +198,9 @@ func (s *Builds) BuildUsages(ctx context.Context, p builds.UsagePage) ([]builds.
 		return nil, "", fmt.Errorf("db: read storage per build: %w", err)
 	}
 	defer rows.Close()
-	out := []builds.BuildUsage{}
+	out := []content.BuildUsage{}
 	for rows.Next() {
-		var u builds.BuildUsage
+		var u content.BuildUsage
 		if err := rows.Scan(&u.ID, &u.Status, &u.Pinned, &u.TotalBytes, &u.UniqueBytes); err != nil {
 			return nil, "", fmt.Errorf("db: read storage per build: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"manifold/builds"
+	"manifold/builds/content"
 )
 
 // TestUsageTriggersMatchARecount: whatever builds come and go, the sums the
@@ -24,7 +25,7 @@ func TestUsageTriggersMatchARecount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want builds.StorageTotals
+		var want content.StorageTotals
 		err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0), COALESCE(SUM(CASE WHEN n > 1 THEN size END), 0), count(*),
 			(SELECT count(*) FROM builds WHERE total_bytes > 0)
 			FROM (SELECT digest, max(size) AS size, count(*) AS n FROM build_blobs GROUP BY digest)`).
@@ -59,7 +60,7 @@ func TestUsageTriggersMatchARecount(t *testing.T) {
 		}
 	}
 	// Per-build shares: unique + shared = total, and unique is what only it uses.
-	page, _, err := s.BuildUsages(ctx, builds.UsagePage{Sort: "size", Limit: 500})
+	page, _, err := s.BuildUsages(ctx, content.UsagePage{Sort: "size", Limit: 500})
 	if err != nil {
 		t.Fatal(err)
 	}

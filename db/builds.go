@@ -13,6 +13,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"manifold/builds"
+	"manifold/builds/content"
+	"manifold/builds/explore"
+	"manifold/builds/registry"
 )
 
 // Builds implements builds.Store.
@@ -21,7 +24,14 @@ type Builds struct{ db *DB }
 // NewBuilds returns the build store over d.
 func NewBuilds(d *DB) *Builds { return &Builds{db: d} }
 
-var _ builds.Store = (*Builds)(nil)
+// Builds keeps what the lifecycle, the content store, the explorer and the
+// pull API record about builds.
+var (
+	_ builds.Store     = (*Builds)(nil)
+	_ content.Records  = (*Builds)(nil)
+	_ explore.Records  = (*Builds)(nil)
+	_ registry.Records = (*Builds)(nil)
+)
 
 const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed, push_wanted, pinned, created_by`
 
@@ -457,7 +467,7 @@ func (s *Builds) strings(ctx context.Context, query string, args ...any) ([]stri
 }
 
 // BuildRoots lists every kept build with what it references in the store.
-func (s *Builds) BuildRoots(ctx context.Context) ([]builds.BuildRoot, error) {
+func (s *Builds) BuildRoots(ctx context.Context) ([]content.BuildRoot, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, status, pinned, index_digest,
 		COALESCE(CASE WHEN json_extract(options, '$.context.type') = 'upload' THEN json_extract(options, '$.context.digest') END, '')
 		FROM builds ORDER BY id`)
@@ -465,9 +475,9 @@ func (s *Builds) BuildRoots(ctx context.Context) ([]builds.BuildRoot, error) {
 		return nil, fmt.Errorf("db: list build roots: %w", err)
 	}
 	defer rows.Close()
-	var out []builds.BuildRoot
+	var out []content.BuildRoot
 	for rows.Next() {
-		var r builds.BuildRoot
+		var r content.BuildRoot
 		if err := rows.Scan(&r.ID, &r.Status, &r.Pinned, &r.IndexDigest, &r.ContextDigest); err != nil {
 			return nil, fmt.Errorf("db: list build roots: %w", err)
 		}
@@ -533,15 +543,15 @@ func (s *Builds) RetentionCandidates(ctx context.Context, cutoff time.Time, perT
 }
 
 // ArchiveSums returns the stored checksums of a build's downloads, keyed "format/platform".
-func (s *Builds) ArchiveSums(ctx context.Context, id string) (map[string]builds.ArchiveSum, error) {
+func (s *Builds) ArchiveSums(ctx context.Context, id string) (map[string]content.ArchiveSum, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT format, platform, size, sha256 FROM build_archives WHERE build_id = ?`, id)
 	if err != nil {
 		return nil, fmt.Errorf("db: read archive sums of %s: %w", id, err)
 	}
 	defer rows.Close()
-	out := map[string]builds.ArchiveSum{}
+	out := map[string]content.ArchiveSum{}
 	for rows.Next() {
-		var a builds.ArchiveSum
+		var a content.ArchiveSum
 		if err := rows.Scan(&a.Format, &a.Platform, &a.Size, &a.SHA256); err != nil {
 			return nil, fmt.Errorf("db: read archive sums of %s: %w", id, err)
 		}
@@ -551,7 +561,7 @@ func (s *Builds) ArchiveSums(ctx context.Context, id string) (map[string]builds.
 }
 
 // SaveArchiveSum records one download's checksum.
-func (s *Builds) SaveArchiveSum(ctx context.Context, id string, a builds.ArchiveSum) error {
+func (s *Builds) SaveArchiveSum(ctx context.Context, id string, a content.ArchiveSum) error {
 	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO build_archives (build_id, format, platform, size, sha256) VALUES (?, ?, ?, ?, ?)`,
 		id, a.Format, a.Platform, a.Size, a.SHA256)
 	if err != nil {
@@ -561,8 +571,8 @@ func (s *Builds) SaveArchiveSum(ctx context.Context, id string, a builds.Archive
 }
 
 // LayerListing reads a cached layer listing, with its files when files is set; nil when none.
-func (s *Builds) LayerListing(ctx context.Context, digest string, files bool) (*builds.LayerListing, error) {
-	l := &builds.LayerListing{Digest: digest, Files: []builds.FileEntry{}}
+func (s *Builds) LayerListing(ctx context.Context, digest string, files bool) (*explore.LayerListing, error) {
+	l := &explore.LayerListing{Digest: digest, Files: []explore.FileEntry{}}
 	err := s.db.QueryRowContext(ctx, `SELECT uncompressed, entries, truncated FROM layer_listings WHERE digest = ?`, digest).
 		Scan(&l.UncompressedSize, &l.Entries, &l.Truncated)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -580,7 +590,7 @@ func (s *Builds) LayerListing(ctx context.Context, digest string, files bool) (*
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var f builds.FileEntry
+		var f explore.FileEntry
 		if err := rows.Scan(&f.Path, &f.Type, &f.Size, &f.Mode, &f.UID, &f.GID, &f.Link); err != nil {
 			return nil, fmt.Errorf("db: read layer files: %w", err)
 		}
@@ -590,7 +600,7 @@ func (s *Builds) LayerListing(ctx context.Context, digest string, files bool) (*
 }
 
 // SaveLayerListing caches a layer listing in one transaction.
-func (s *Builds) SaveLayerListing(ctx context.Context, l *builds.LayerListing) error {
+func (s *Builds) SaveLayerListing(ctx context.Context, l *explore.LayerListing) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

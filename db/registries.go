@@ -5,20 +5,19 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-
-	"manifold/builds"
+	"manifold/builds/registry"
 )
 
-// Credentials implements builds.CredentialStore.
+// Credentials implements registry.CredentialStore.
 type Credentials struct{ db *DB }
 
 // NewCredentials returns the credential store over d.
 func NewCredentials(d *DB) *Credentials { return &Credentials{db: d} }
 
-var _ builds.CredentialStore = (*Credentials)(nil)
+var _ registry.CredentialStore = (*Credentials)(nil)
 
 // PutCredential inserts or replaces host's credential.
-func (s *Credentials) PutCredential(ctx context.Context, c builds.RegistryCredential, sealed []byte) error {
+func (s *Credentials) PutCredential(ctx context.Context, c registry.Credential, sealed []byte) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO registry_credentials (host, username, secret, insecure, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (host) DO UPDATE SET username = excluded.username, secret = excluded.secret, insecure = excluded.insecure, updated_at = excluded.updated_at`,
 		c.Host, c.Username, sealed, c.Insecure, formatTime(c.UpdatedAt))
@@ -29,8 +28,8 @@ func (s *Credentials) PutCredential(ctx context.Context, c builds.RegistryCreden
 }
 
 // GetCredential reads host's credential.
-func (s *Credentials) GetCredential(ctx context.Context, host string) (builds.RegistryCredential, []byte, bool, error) {
-	var c builds.RegistryCredential
+func (s *Credentials) GetCredential(ctx context.Context, host string) (registry.Credential, []byte, bool, error) {
+	var c registry.Credential
 	var sealed []byte
 	var at string
 	err := s.db.QueryRowContext(ctx, `SELECT host, username, secret, insecure, updated_at FROM registry_credentials WHERE host = ?`, host).
@@ -46,15 +45,15 @@ func (s *Credentials) GetCredential(ctx context.Context, host string) (builds.Re
 }
 
 // ListCredentials lists every host's credential, without secrets.
-func (s *Credentials) ListCredentials(ctx context.Context) ([]builds.RegistryCredential, error) {
+func (s *Credentials) ListCredentials(ctx context.Context) ([]registry.Credential, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT host, username, insecure, updated_at FROM registry_credentials ORDER BY host`)
 	if err != nil {
 		return nil, fmt.Errorf("db: list credentials: %w", err)
 	}
 	defer rows.Close()
-	out := []builds.RegistryCredential{}
+	out := []registry.Credential{}
 	for rows.Next() {
-		var c builds.RegistryCredential
+		var c registry.Credential
 		var at string
 		if err := rows.Scan(&c.Host, &c.Username, &c.Insecure, &at); err != nil {
 			return nil, fmt.Errorf("db: list credentials: %w", err)

@@ -15,7 +15,7 @@ import (
 // Export answers GET/HEAD /api/v1/builds/{id}/export?format=oci|docker&platform=…
 func (h *Handlers) Export(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	a, err := h.Builds.Export(r.Context(), chi.URLParam(r, "id"), q.Get("format"), q.Get("platform"))
+	a, err := h.Content.Export(r.Context(), chi.URLParam(r, "id"), q.Get("format"), q.Get("platform"))
 	if err != nil {
 		return err
 	}

@@ -9,12 +9,13 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"manifold/builds"
+	"manifold/builds/explore"
 	"manifold/templates"
 )
 
 // BuildIndexJSON answers GET /api/v1/builds/{id}/index.
 func (h *Handlers) BuildIndexJSON(w http.ResponseWriter, r *http.Request) error {
-	v, err := h.Builds.BuildIndex(r.Context(), chi.URLParam(r, "id"))
+	v, err := h.Explorer.BuildIndex(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		return err
 	}
@@ -23,7 +24,7 @@ func (h *Handlers) BuildIndexJSON(w http.ResponseWriter, r *http.Request) error 
 
 // BlobJSON answers GET /api/v1/blobs/{digest}: the parsed view by what the blob is.
 func (h *Handlers) BlobJSON(w http.ResponseWriter, r *http.Request) error {
-	v, err := h.Builds.Blob(r.Context(), chi.URLParam(r, "digest"))
+	v, err := h.Explorer.Blob(r.Context(), chi.URLParam(r, "digest"))
 	if err != nil {
 		return err
 	}
@@ -32,7 +33,7 @@ func (h *Handlers) BlobJSON(w http.ResponseWriter, r *http.Request) error {
 
 // BlobRaw answers GET /api/v1/blobs/{digest}/raw: the bytes, with their media type.
 func (h *Handlers) BlobRaw(w http.ResponseWriter, r *http.Request) error {
-	desc, err := h.Builds.RawBlob(r.Context(), chi.URLParam(r, "digest"))
+	desc, err := h.Explorer.RawBlob(r.Context(), chi.URLParam(r, "digest"))
 	if err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func (h *Handlers) BlobRaw(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", blobContentType(desc.MediaType))
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": desc.Digest.Encoded()}))
 	w.Header().Set("Docker-Content-Digest", desc.Digest.String())
-	store := h.Builds.Content()
+	store := h.Blobs
 	return serveRanges(w, r, `"`+desc.Digest.String()+`"`, desc.Size, func(ctx context.Context, w io.Writer, off, n int64) error {
 		return store.CopyBlob(w, desc.Digest, off, n)
 	})
@@ -62,25 +63,25 @@ func (h *Handlers) FilesJSON(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (h *Handlers) files(r *http.Request) ([]builds.FileEntry, *builds.LayerListing, error) {
+func (h *Handlers) files(r *http.Request) ([]explore.FileEntry, *explore.LayerListing, error) {
 	ref, q := chi.URLParam(r, "digest"), r.URL.Query()
 	if q.Get("merged") != "" {
-		files, sum, err := h.Builds.MergedFiles(r.Context(), ref)
+		files, sum, err := h.Explorer.MergedFiles(r.Context(), ref)
 		if err != nil {
 			return nil, nil, err
 		}
-		return builds.SortFiles(files, q.Get("sort")), &sum, nil
+		return explore.SortFiles(files, q.Get("sort")), &sum, nil
 	}
-	l, err := h.Builds.ListLayer(r.Context(), ref)
+	l, err := h.Explorer.ListLayer(r.Context(), ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	return builds.SortFiles(l.Files, q.Get("sort")), l, nil
+	return explore.SortFiles(l.Files, q.Get("sort")), l, nil
 }
 
 // CompareJSON answers GET /api/v1/compare?a=…&b=… (two builds or two manifests).
 func (h *Handlers) CompareJSON(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.Builds.Compare(r.Context(), r.URL.Query().Get("a"), r.URL.Query().Get("b"))
+	c, err := h.Explorer.Compare(r.Context(), r.URL.Query().Get("a"), r.URL.Query().Get("b"))
 	if err != nil {
 		return err
 	}
@@ -96,7 +97,7 @@ func (h *Handlers) IndexPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	idx, err := h.Builds.BuildIndex(r.Context(), b.ID)
+	idx, err := h.Explorer.BuildIndex(r.Context(), b.ID)
 	if err != nil {
 		return err
 	}
@@ -106,16 +107,16 @@ func (h *Handlers) IndexPage(w http.ResponseWriter, r *http.Request) error {
 // BlobPage answers GET /blobs/{digest}.
 func (h *Handlers) BlobPage(w http.ResponseWriter, r *http.Request) error {
 	ref := chi.URLParam(r, "digest")
-	v, err := h.Builds.Blob(r.Context(), ref)
+	v, err := h.Explorer.Blob(r.Context(), ref)
 	if err != nil {
 		return err
 	}
-	if v.Kind == builds.KindLayer {
+	if v.Kind == explore.KindLayer {
 		http.Redirect(w, r, "/blobs/"+v.Digest+"/files", http.StatusSeeOther)
 		return nil
 	}
 	pv := templates.BlobPageView{Blob: v, Host: r.Host}
-	if len(v.Raw) > 0 && v.Kind != builds.KindUnknown {
+	if len(v.Raw) > 0 && v.Kind != explore.KindUnknown {
 		pv.Raw = templates.PrettyJSON(v.Raw)
 	}
 	return render(w, r, http.StatusOK, templates.BlobPage(pv))
@@ -144,7 +145,7 @@ func (h *Handlers) ComparePage(w http.ResponseWriter, r *http.Request) error {
 	v := templates.ComparePageView{A: q.Get("a"), B: q.Get("b")}
 	status := http.StatusOK
 	if v.A != "" && v.B != "" {
-		c, err := h.Builds.Compare(r.Context(), v.A, v.B)
+		c, err := h.Explorer.Compare(r.Context(), v.A, v.B)
 		if err != nil {
 			if k := builds.ErrorKind(err); k != builds.EInvalid && k != builds.ENotFound {
 				return err
@@ -159,11 +160,11 @@ func (h *Handlers) ComparePage(w http.ResponseWriter, r *http.Request) error {
 // RemoteJSON answers GET /api/v1/remote?ref=…: a remote image resolved and
 // fetched (manifests and configs), with the same view as a stored blob.
 func (h *Handlers) RemoteJSON(w http.ResponseWriter, r *http.Request) error {
-	rr, err := h.Builds.ExploreRemote(r.Context(), r.URL.Query().Get("ref"))
+	rr, err := h.Explorer.ExploreRemote(r.Context(), r.URL.Query().Get("ref"))
 	if err != nil {
 		return err
 	}
-	v, err := h.Builds.Blob(r.Context(), rr.Digest)
+	v, err := h.Explorer.Blob(r.Context(), rr.Digest)
 	if err != nil {
 		return err
 	}
@@ -172,7 +173,7 @@ func (h *Handlers) RemoteJSON(w http.ResponseWriter, r *http.Request) error {
 
 // RemotePage answers GET /remote?ref=…: fetch, then show the root blob's page.
 func (h *Handlers) RemotePage(w http.ResponseWriter, r *http.Request) error {
-	rr, err := h.Builds.ExploreRemote(r.Context(), r.URL.Query().Get("ref"))
+	rr, err := h.Explorer.ExploreRemote(r.Context(), r.URL.Query().Get("ref"))
 	if err != nil {
 		return err
 	}

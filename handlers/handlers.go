@@ -10,17 +10,22 @@ import (
 	"net/http"
 	"strings"
 
-	"manifold/builds"
-	"manifold/builds/accounts"
+	"manifold/builds/content"
 )
 
 // Handlers holds what the HTTP surface needs.
 type Handlers struct {
-	Builds   *builds.Service
-	Accounts *accounts.Service
-	Log      *slog.Logger
+	Builds     Builds
+	Content    Storage
+	Blobs      Blobs
+	Explorer   Explorer
+	Registries Registry
+	// Credentials is nil when the server keeps no registry credentials.
+	Credentials Credentials
+	Accounts    Accounts
+	Log         *slog.Logger
 	// Retention is applied by POST /api/v1/gc, as by the periodic collection.
-	Retention builds.Retention
+	Retention content.Retention
 }
 
 // Func is a handler that returns its error instead of writing it.

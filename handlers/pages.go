@@ -342,7 +342,7 @@ func (h *Handlers) BuildPage(w http.ResponseWriter, r *http.Request) error {
 		v.DockerfileLines = dockerfileExcerpt(b.Dockerfile, b.ErrorLine)
 	}
 	if b.Status == builds.StatusSucceeded {
-		if v.Downloads, err = h.Builds.Downloads(r.Context(), b.ID); err != nil {
+		if v.Downloads, err = h.Content.Downloads(r.Context(), b.ID); err != nil {
 			return err
 		}
 		for i, d := range v.Downloads {

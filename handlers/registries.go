@@ -8,8 +8,8 @@ import (
 	"manifold/builds"
 )
 
-func (h *Handlers) registries() (*builds.Registries, error) {
-	r := h.Builds.Registries()
+func (h *Handlers) registries() (Credentials, error) {
+	r := h.Credentials
 	if r == nil {
 		return nil, builds.CodeErrorf(builds.EUnavailable, "no_key", "registry credentials are not configured on this server")
 	}
@@ -28,7 +28,7 @@ func (h *Handlers) PushBuild(w http.ResponseWriter, r *http.Request) error {
 	if req.Tag == "" {
 		return builds.CodeErrorf(builds.EInvalid, "invalid_tag", "give the target as {\"tag\": \"registry.example.com/team/app:1.2\"}")
 	}
-	p, err := h.Builds.Push(r.Context(), chi.URLParam(r, "id"), req.Tag)
+	p, err := h.Registries.Push(r.Context(), chi.URLParam(r, "id"), req.Tag)
 	h.audit(r, "build.push", chi.URLParam(r, "id"), req.Tag)
 	if err != nil {
 		return err

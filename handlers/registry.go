@@ -67,7 +67,7 @@ func registryError(w http.ResponseWriter, r *http.Request, status int, code, msg
 }
 
 func (h *Handlers) registryManifest(w http.ResponseWriter, r *http.Request, repo, ref string) error {
-	desc, body, err := h.Builds.ResolveManifest(r.Context(), repo, ref)
+	desc, body, err := h.Registries.ResolveManifest(r.Context(), repo, ref)
 	if err != nil {
 		return err
 	}
@@ -85,13 +85,13 @@ func (h *Handlers) registryManifest(w http.ResponseWriter, r *http.Request, repo
 }
 
 func (h *Handlers) registryBlob(w http.ResponseWriter, r *http.Request, repo, ref string) error {
-	desc, err := h.Builds.StatBlob(r.Context(), repo, ref)
+	desc, err := h.Registries.StatBlob(r.Context(), repo, ref)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Docker-Content-Digest", desc.Digest.String())
-	store := h.Builds.Content()
+	store := h.Blobs
 	return serveRanges(w, r, `"`+desc.Digest.String()+`"`, desc.Size, func(ctx context.Context, w io.Writer, off, n int64) error {
 		return store.CopyBlob(w, digest.Digest(desc.Digest), off, n)
 	})
@@ -103,7 +103,7 @@ func (h *Handlers) registryTags(w http.ResponseWriter, r *http.Request, repo str
 	if err != nil {
 		return err
 	}
-	tags, err := h.Builds.RepoTags(r.Context(), repo, q.Get("last"), n)
+	tags, err := h.Registries.RepoTags(r.Context(), repo, q.Get("last"), n)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func (h *Handlers) registryTags(w http.ResponseWriter, r *http.Request, repo str
 // says so in OCI-Filters-Applied.
 func (h *Handlers) registryReferrers(w http.ResponseWriter, r *http.Request, repo, ref string) error {
 	at := r.URL.Query().Get("artifactType")
-	descs, err := h.Builds.Referrers(r.Context(), repo, ref, at)
+	descs, err := h.Registries.Referrers(r.Context(), repo, ref, at)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (h *Handlers) registryCatalog(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	names, err := h.Builds.Catalog(r.Context(), q.Get("last"), n)
+	names, err := h.Registries.Catalog(r.Context(), q.Get("last"), n)
 	if err != nil {
 		return err
 	}

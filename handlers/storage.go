@@ -9,12 +9,13 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"manifold/builds"
+	"manifold/builds/content"
 	"manifold/templates"
 )
 
 // CollectGarbage answers POST /api/v1/gc: retention, then a sweep of unreachable blobs.
 func (h *Handlers) CollectGarbage(w http.ResponseWriter, r *http.Request) error {
-	rep, err := h.Builds.CollectGarbage(r.Context(), h.Retention)
+	rep, err := h.Content.CollectGarbage(r.Context(), h.Retention)
 	if err != nil {
 		return err
 	}
@@ -23,9 +24,9 @@ func (h *Handlers) CollectGarbage(w http.ResponseWriter, r *http.Request) error 
 }
 
 // storagePage reads ?sort=newest|size, ?after= and ?limit= for the storage views.
-func storagePage(r *http.Request) (builds.UsagePage, error) {
+func storagePage(r *http.Request) (content.UsagePage, error) {
 	q := r.URL.Query()
-	p := builds.UsagePage{Sort: q.Get("sort"), After: q.Get("after")}
+	p := content.UsagePage{Sort: q.Get("sort"), After: q.Get("after")}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 {
@@ -43,7 +44,7 @@ func (h *Handlers) Storage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := h.Builds.StorageUsage(r.Context(), p)
+	u, err := h.Content.StorageUsage(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func (h *Handlers) StoragePage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := h.Builds.StorageUsage(r.Context(), p)
+	u, err := h.Content.StorageUsage(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func (h *Handlers) StoragePage(w http.ResponseWriter, r *http.Request) error {
 
 // PinBuild answers POST (pin) and DELETE (unpin) /api/v1/builds/{id}/pin.
 func (h *Handlers) PinBuild(w http.ResponseWriter, r *http.Request) error {
-	b, err := h.Builds.Pin(r.Context(), chi.URLParam(r, "id"), r.Method == http.MethodPost)
+	b, err := h.Content.Pin(r.Context(), chi.URLParam(r, "id"), r.Method == http.MethodPost)
 	if err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func (h *Handlers) PinBuild(w http.ResponseWriter, r *http.Request) error {
 
 // DeleteBuild answers DELETE /api/v1/builds/{id}.
 func (h *Handlers) DeleteBuild(w http.ResponseWriter, r *http.Request) error {
-	if err := h.Builds.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
+	if err := h.Content.Delete(r.Context(), chi.URLParam(r, "id")); err != nil {
 		return err
 	}
 	h.audit(r, "build.delete", chi.URLParam(r, "id"), "")
@@ -93,7 +94,7 @@ func (h *Handlers) PinForm(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.Builds.Pin(r.Context(), id, !b.Pinned); err != nil {
+	if _, err := h.Content.Pin(r.Context(), id, !b.Pinned); err != nil {
 		return err
 	}
 	h.audit(r, map[bool]string{true: "build.unpin", false: "build.pin"}[b.Pinned], id, "")
@@ -109,7 +110,7 @@ func (h *Handlers) PushForm(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := chi.URLParam(r, "id")
 	// The attempt is recorded either way; the page shows how it went.
-	_, _ = h.Builds.Push(r.Context(), id, r.PostForm.Get("tag"))
+	_, _ = h.Registries.Push(r.Context(), id, r.PostForm.Get("tag"))
 	h.audit(r, "build.push", id, r.PostForm.Get("tag"))
 	http.Redirect(w, r, "/builds/"+id+"#pushes", http.StatusSeeOther)
 	return nil

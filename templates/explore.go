@@ -7,18 +7,19 @@ import (
 	"sort"
 
 	"manifold/builds"
+	"manifold/builds/explore"
 )
 
 // IndexPageView is the explorer's index page of a build.
 type IndexPageView struct {
 	Build *builds.Build
-	Index *builds.IndexView
+	Index *explore.IndexView
 	Host  string // how this server is reached, for the equivalent commands
 }
 
 // BlobPageView is the explorer's page of one blob.
 type BlobPageView struct {
-	Blob *builds.BlobView
+	Blob *explore.BlobView
 	Raw  []Segment // pretty-printed JSON, digests as links (Class "digest")
 	Host string
 }
@@ -28,7 +29,7 @@ type FilesPageView struct {
 	Digest    string
 	Merged    bool
 	Sort      string
-	Files     []builds.FileEntry
+	Files     []explore.FileEntry
 	Truncated string
 	Total     int64
 	Shown     int
@@ -37,7 +38,7 @@ type FilesPageView struct {
 // ComparePageView is the comparison page.
 type ComparePageView struct {
 	A, B       string
-	Comparison *builds.Comparison
+	Comparison *explore.Comparison
 	Error      string
 }
 
@@ -62,7 +63,7 @@ func PrettyJSON(raw []byte) []Segment {
 }
 
 // FileMode prints a mode like ls does, for the file lists.
-func FileMode(f builds.FileEntry) string {
+func FileMode(f explore.FileEntry) string {
 	kinds := map[string]byte{"dir": 'd', "symlink": 'l', "char": 'c', "block": 'b', "fifo": 'p', "hardlink": 'h', "whiteout": 'w', "opaque": 'o'}
 	b := []byte("----------")
 	if k, ok := kinds[f.Type]; ok {

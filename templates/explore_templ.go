@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"manifold/builds"
+	"manifold/builds/explore"
 )
 
 // copyable shows a digest with a button that copies it.
@@ -2220,6 +2220,6 @@ func filesURL(v FilesPageView, sort string) string {
 	return u
 }
 
-var _ builds.FileEntry
+var _ explore.FileEntry
 
 var _ = templruntime.GeneratedTemplate

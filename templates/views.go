@@ -9,6 +9,8 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/accounts"
+	"manifold/builds/content"
+	"manifold/builds/registry"
 )
 
 // ExampleDockerfile is the example every user tries first; the new-build form starts with it.
@@ -92,7 +94,7 @@ type BuildView struct {
 	FailedOutput []string
 	Warnings     []builds.WarningEvent
 	// Downloads are the archives a succeeded build offers.
-	Downloads []builds.ArchiveSum
+	Downloads []content.ArchiveSum
 	// Pulls are the docker pull lines for the build's image through /v2/.
 	Pulls []string
 }
@@ -101,7 +103,7 @@ type BuildView struct {
 // through Manifold's pull API at host: by id, and under each tag's name
 // (registry host first, a port joined with '_').
 func PullCommands(host string, b *builds.Build) []string {
-	out := []string{"docker pull " + host + "/" + builds.BuildsRepo + ":" + b.ID}
+	out := []string{"docker pull " + host + "/" + registry.BuildsRepo + ":" + b.ID}
 	tags, err := builds.ParseTags(b.Tags)
 	if err != nil {
 		return out
@@ -114,16 +116,16 @@ func PullCommands(host string, b *builds.Build) []string {
 
 // StorageView is the disk-use page.
 type StorageView struct {
-	Usage builds.Usage
+	Usage content.Usage
 }
 
 // DownloadLabel names a download for people.
-func DownloadLabel(a builds.ArchiveSum) string {
+func DownloadLabel(a content.ArchiveSum) string {
 	what := "OCI archive, every platform"
 	if a.Platform != "" {
 		what = "OCI archive, " + a.Platform
 	}
-	if a.Format == builds.FormatDocker {
+	if a.Format == content.FormatDocker {
 		what = "docker load tarball, " + a.Platform
 	}
 	return what
@@ -138,7 +140,7 @@ func BarWidth(n, max int64, width int) string {
 }
 
 // MaxBuildBytes is the largest build total, the scale of the storage bars.
-func MaxBuildBytes(u builds.Usage) int64 {
+func MaxBuildBytes(u content.Usage) int64 {
 	var m int64
 	for _, b := range u.Builds {
 		m = max(m, b.TotalBytes)

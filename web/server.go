@@ -29,7 +29,7 @@ import (
 type Server struct {
 	log           *slog.Logger
 	handler       http.Handler
-	accounts      *accounts.Service
+	accounts      Identities
 	anonymousPull bool
 	// setupCSRF is the token Manifold's own pages carry while no account exists.
 	setupCSRF string
@@ -40,10 +40,19 @@ type Server struct {
 	onShutdown func()
 }
 
+// Identities tells who a request is (*accounts.Service).
+type Identities interface {
+	SetupMode(ctx context.Context) (bool, error)
+	TokenIdentity(ctx context.Context, secret string) (accounts.Identity, error)
+	SessionIdentity(ctx context.Context, secret string) (accounts.Identity, error)
+}
+
 // Options are the server's settings.
 type Options struct {
 	// AnonymousPull lets anyone pull through /v2/ without a token.
 	AnonymousPull bool
+	// Identities tells who a request is; Handlers.Accounts when nil.
+	Identities Identities
 	// OnShutdown runs when shutdown starts, to end long-lived responses
 	// (event streams) that would otherwise hold it up.
 	OnShutdown func()
@@ -56,7 +65,11 @@ func NewServer(h *handlers.Handlers, opts Options, log *slog.Logger) *Server {
 	}
 	var token [32]byte
 	_, _ = rand.Read(token[:])
-	s := &Server{log: log, accounts: h.Accounts, anonymousPull: opts.AnonymousPull, setupCSRF: hex.EncodeToString(token[:]), onShutdown: opts.OnShutdown}
+	ids := opts.Identities
+	if ids == nil {
+		ids, _ = h.Accounts.(Identities)
+	}
+	s := &Server{log: log, accounts: ids, anonymousPull: opts.AnonymousPull, setupCSRF: hex.EncodeToString(token[:]), onShutdown: opts.OnShutdown}
 	s.handler = s.routes(h)
 	return s
 }

@@ -9,6 +9,7 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/accounts"
+	"manifold/builds/registry"
 	"manifold/db"
 )
 
@@ -19,7 +20,7 @@ func newAccounts(t *testing.T) *accounts.Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	regs, err := builds.NewRegistries(db.NewCredentials(d), make([]byte, 32))
+	regs, err := registry.NewCredentials(db.NewCredentials(d), make([]byte, 32))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,8 @@
-// Package buildkit runs BuildKit for Manifold: the supervised embedded
-// buildkitd, and the bridge network (CNI and firewall rules) its RUN steps get.
+// Package buildkit is Manifold's BuildKit side: the nodes builds run on and
+// their health, the Engine that solves a build on a node (builds.Solver:
+// inputs, sessions, the outbound source policy, progress into steps and log
+// lines, the stored result, pushes), the supervised embedded buildkitd, and
+// the bridge network (CNI and firewall rules) its RUN steps get.
 package buildkit
 
 import (
@@ -133,7 +136,7 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig, ready time.Duration) (*D
 	d := &Daemon{cfg: cfg, addr: "unix://" + sock, cancel: cancel, done: make(chan struct{}), net: bn}
 	go d.supervise(runCtx)
 
-	node, err := builds.NewNode("embedded", d.addr, builds.TLSConfig{})
+	node, err := NewNode("embedded", d.addr, TLSConfig{})
 	if err != nil {
 		d.Stop()
 		return nil, err

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"manifold/builds"
+	"manifold/builds/buildkit"
 	"manifold/builds/buildkittest"
 )
 
@@ -16,7 +16,7 @@ func TestDaemonRestartsAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	node, err := builds.NewNode("t", env.Addr(), builds.TLSConfig{})
+	node, err := buildkit.NewNode("t", env.Addr(), buildkit.TLSConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"manifold/builds"
-	"manifold/builds/outbound"
+	"manifold/builds/buildkit"
+	"manifold/outbound"
 )
 
 // envFlags is a flag set whose defaults come from the environment: each
@@ -166,10 +167,10 @@ func checkConfig(cfg config, raw rawConfig) (config, error) {
 	}
 	cfg.Concurrency = int(raw.concurrency)
 	if cfg.BuildKit != "" {
-		if _, err := builds.NewNode("remote", cfg.BuildKit, cfg.TLS); err != nil {
+		if _, err := buildkit.NewNode("remote", cfg.BuildKit, cfg.TLS); err != nil {
 			return cfg, err
 		}
-	} else if cfg.TLS != (builds.TLSConfig{}) {
+	} else if cfg.TLS != (buildkit.TLSConfig{}) {
 		return cfg, errors.New("the --buildkit-tls-* flags need --buildkit tcp://…")
 	}
 	if cfg.Mirror != "" {

@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"manifold/builds"
+	"manifold/builds/explore"
 )
 
 func getJSON(t *testing.T, a *app, path string, v any) int {
@@ -40,14 +41,14 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 		t.Fatalf("build: %s", b.Error)
 	}
 	// The index lists exactly the two platforms, attestations under them.
-	var idx builds.IndexView
+	var idx explore.IndexView
 	if code := getJSON(t, a, "/api/v1/builds/"+b.ID+"/index", &idx); code != 200 || idx.Digest != b.IndexDigest {
 		t.Fatalf("index = %d %+v", code, idx)
 	}
 	if len(idx.Platforms) != 2 {
 		t.Fatalf("index shows %d platforms, want 2: %+v", len(idx.Platforms), idx.Platforms)
 	}
-	var arm builds.PlatformEntry
+	var arm explore.PlatformEntry
 	for _, p := range idx.Platforms {
 		if p.Platform == "unknown/unknown" {
 			t.Fatal("an attestation shows as a platform")
@@ -67,12 +68,12 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 		}
 	}
 	// The provenance names the base image it used, by digest, and the build's args.
-	var att builds.BlobView
+	var att explore.BlobView
 	getJSON(t, a, "/api/v1/blobs/"+arm.Attestations[0].Digest, &att)
 	if att.Kind != "manifest" || len(att.Manifest.Layers) == 0 {
 		t.Fatalf("attestation manifest view %+v", att)
 	}
-	var stmt builds.BlobView
+	var stmt explore.BlobView
 	getJSON(t, a, "/api/v1/blobs/"+att.Manifest.Layers[0].Digest, &stmt)
 	if stmt.Kind != "attestation" || stmt.Provenance == nil || stmt.Provenance.Builder == "" && stmt.Provenance.BuildType == "" {
 		t.Fatalf("statement view %+v", stmt)
@@ -89,7 +90,7 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 	}
 
 	// The arm64 manifest: its layer and the instruction that made it.
-	var mv builds.BlobView
+	var mv explore.BlobView
 	if code := getJSON(t, a, "/api/v1/blobs/"+arm.Digest, &mv); code != 200 || mv.Kind != "manifest" || mv.Manifest == nil || len(mv.Manifest.Layers) != 1 {
 		t.Fatalf("manifest view = %d %+v", code, mv)
 	}
@@ -97,7 +98,7 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 		t.Fatalf("the layer was made by %q, want COPY rootfs-arm64/ /", got)
 	}
 	// The arm64 config: architecture, Cmd, label, and the history as a Dockerfile.
-	var cv builds.BlobView
+	var cv explore.BlobView
 	if code := getJSON(t, a, "/api/v1/blobs/"+arm.ConfigDigest, &cv); code != 200 || cv.Kind != "config" || cv.Config == nil {
 		t.Fatalf("config view = %d %+v", code, cv)
 	}
@@ -111,7 +112,7 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 	// The base layer's listing holds bin/busybox with its real size.
 	layer := mv.Manifest.Layers[0].Digest
 	var files struct {
-		Files            []builds.FileEntry
+		Files            []explore.FileEntry
 		UncompressedSize int64 `json:"uncompressed_size"`
 	}
 	if code := getJSON(t, a, "/api/v1/blobs/"+layer+"/files", &files); code != 200 {
@@ -121,7 +122,7 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var busybox *builds.FileEntry
+	var busybox *explore.FileEntry
 	for i, f := range files.Files {
 		if f.Path == "bin/busybox" {
 			busybox = &files.Files[i]
@@ -130,7 +131,7 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 	if busybox == nil || busybox.Size != st.Size() || busybox.Type != "file" || files.UncompressedSize < st.Size() {
 		t.Fatalf("bin/busybox in the listing: %+v, real size %d", busybox, st.Size())
 	}
-	var bySize struct{ Files []builds.FileEntry }
+	var bySize struct{ Files []explore.FileEntry }
 	getJSON(t, a, "/api/v1/blobs/"+layer+"/files?sort=size", &bySize)
 	if len(bySize.Files) == 0 || bySize.Files[0].Path != "bin/busybox" {
 		t.Fatalf("largest first starts with %+v", bySize.Files[0])
@@ -153,10 +154,10 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 	if del.Status != builds.StatusSucceeded {
 		t.Fatalf("delete build: %s", del.Error)
 	}
-	var dm builds.BlobView
+	var dm explore.BlobView
 	getJSON(t, a, "/api/v1/blobs/"+del.Manifests[0].Digest, &dm)
 	top := dm.Manifest.Layers[len(dm.Manifest.Layers)-1]
-	var topFiles struct{ Files []builds.FileEntry }
+	var topFiles struct{ Files []explore.FileEntry }
 	getJSON(t, a, "/api/v1/blobs/"+top.Digest+"/files", &topFiles)
 	white := false
 	for _, f := range topFiles.Files {
@@ -165,7 +166,7 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 	if !white || !strings.HasPrefix(top.CreatedBy, "RUN ") {
 		t.Fatalf("top layer (%s) lacks the whiteout of bin/vi: %+v", top.CreatedBy, topFiles.Files)
 	}
-	var merged struct{ Files []builds.FileEntry }
+	var merged struct{ Files []explore.FileEntry }
 	getJSON(t, a, "/api/v1/blobs/"+del.Manifests[0].Digest+"/files?merged=1", &merged)
 	hasVi, hasSh := false, false
 	for _, f := range merged.Files {
@@ -178,7 +179,7 @@ func TestExplorerOnRealBuilds(t *testing.T) {
 
 	// Comparisons: build vs build, and platform vs platform.
 	relabel := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": example + "LABEL v=2\n", "platforms": []string{"linux/amd64", "linux/arm64"}}))
-	var cmp builds.Comparison
+	var cmp explore.Comparison
 	if code := getJSON(t, a, "/api/v1/compare?a="+b.ID+"&b="+relabel.ID, &cmp); code != 200 || cmp.Kind != "builds" || len(cmp.Platforms) != 2 {
 		t.Fatalf("compare builds = %d %+v", code, cmp)
 	}
@@ -272,8 +273,8 @@ func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
 	// A second Manifold with an empty store reads it from the registry.
 	other := startApp(t, "", "--buildkit", env.Addr(), "--allow-hosts", env.Registry)
 	var got struct {
-		Remote builds.RemoteRef
-		Blob   builds.BlobView
+		Remote explore.RemoteRef
+		Blob   explore.BlobView
 	}
 	if code := getJSON(t, other, "/api/v1/remote?ref="+target, &got); code != 200 {
 		t.Fatalf("remote = %d", code)
@@ -281,7 +282,7 @@ func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
 	if got.Remote.Digest != b.IndexDigest || got.Blob.Kind != "index" || len(got.Blob.Index.Platforms) != 2 {
 		t.Fatalf("remote %+v, want the local index %s", got, b.IndexDigest)
 	}
-	var local builds.IndexView
+	var local explore.IndexView
 	getJSON(t, a, "/api/v1/builds/"+b.ID+"/index", &local)
 	for i, p := range got.Blob.Index.Platforms {
 		if p.Digest != local.Platforms[i].Digest || p.ConfigDigest != local.Platforms[i].ConfigDigest || p.Layers != local.Platforms[i].Layers {
@@ -289,10 +290,10 @@ func TestRemoteReferenceExploresLikeTheLocalBuild(t *testing.T) {
 		}
 	}
 	// Its layer is fetched when opened, and lists the same files.
-	var mv builds.BlobView
+	var mv explore.BlobView
 	getJSON(t, other, "/api/v1/blobs/"+got.Blob.Index.Platforms[1].Digest, &mv)
 	layer := mv.Manifest.Layers[0].Digest
-	var rf, lf struct{ Files []builds.FileEntry }
+	var rf, lf struct{ Files []explore.FileEntry }
 	if code := getJSON(t, other, "/api/v1/blobs/"+layer+"/files", &rf); code != 200 {
 		t.Fatalf("remote layer files = %d", code)
 	}
@@ -353,7 +354,7 @@ func TestLayerListingLimits(t *testing.T) {
 		io.Copy(tw, io.LimitReader(zeroReader{}, 256<<20))
 	})
 	var l struct {
-		Files     []builds.FileEntry
+		Files     []explore.FileEntry
 		Truncated bool
 		Reason    string `json:"truncated_reason"`
 	}
@@ -381,7 +382,7 @@ func TestLayerListingLimits(t *testing.T) {
 	junk := []byte(`{"hello": "world"}`)
 	jd := digest.FromBytes(junk)
 	content.WriteBlob(context.Background(), a.store(t), "j", bytes.NewReader(junk), ocispec.Descriptor{Digest: jd, Size: int64(len(junk))})
-	var bv builds.BlobView
+	var bv explore.BlobView
 	if code := getJSON(t, a, "/api/v1/blobs/"+jd.String(), &bv); code != 200 || bv.Kind != "unknown" || bv.Note == "" {
 		t.Fatalf("junk blob = %d %+v", code, bv)
 	}

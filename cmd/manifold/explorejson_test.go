@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"manifold/builds"
+	"manifold/builds/explore"
 )
 
 // TestExplorerJSONExact: an empty layer lists "files": [], the merged
@@ -18,7 +19,7 @@ func TestExplorerJSONExact(t *testing.T) {
 	if b.Status != builds.StatusSucceeded {
 		t.Fatalf("build: %s", b.Error)
 	}
-	var mv builds.BlobView
+	var mv explore.BlobView
 	getJSON(t, a, "/api/v1/blobs/"+b.Manifests[0].Digest, &mv)
 	var sum int64
 	empty := false
@@ -38,7 +39,7 @@ func TestExplorerJSONExact(t *testing.T) {
 			t.Fatalf("truncated = %s, want a boolean false", raw["truncated"])
 		}
 		var n struct {
-			Files            []builds.FileEntry
+			Files            []explore.FileEntry
 			UncompressedSize int64 `json:"uncompressed_size"`
 		}
 		_ = json.Unmarshal(body, &n)
@@ -48,7 +49,7 @@ func TestExplorerJSONExact(t *testing.T) {
 	t.Logf("%d layers, an empty one: %v", len(mv.Manifest.Layers), empty)
 	// An empty folder's contents copied: a layer with no entries at all.
 	e := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1 AS b\nRUN mkdir /e\nFROM scratch\nCOPY --from=b /e/ /\n", "platforms": []string{"linux/amd64"}}))
-	var ev builds.BlobView
+	var ev explore.BlobView
 	getJSON(t, a, "/api/v1/blobs/"+e.Manifests[0].Digest, &ev)
 	for _, l := range ev.Manifest.Layers {
 		code, body := a.do(t, "GET", "/api/v1/blobs/"+l.Digest+"/files", "")
@@ -74,12 +75,12 @@ func TestExplorerJSONExact(t *testing.T) {
 	if size != sum || size == 0 || string(merged["truncated"]) != "false" {
 		t.Fatalf("merged: uncompressed_size %d (layers add up to %d), truncated %s", size, sum, merged["truncated"])
 	}
-	var cv builds.BlobView
+	var cv explore.BlobView
 	getJSON(t, a, "/api/v1/blobs/"+mv.Manifest.Config.Digest.String(), &cv)
 	if !strings.Contains(cv.Config.Dockerfile, `CMD ["cat", "/a"]`) {
 		t.Fatalf("config as a Dockerfile:\n%s", cv.Config.Dockerfile)
 	}
-	var idx builds.IndexView
+	var idx explore.IndexView
 	getJSON(t, a, "/api/v1/builds/"+b.ID+"/index", &idx)
 	if len(idx.Platforms) != 1 || idx.Platforms[0].CompressedSize != b.Manifests[0].ImageSize || b.Manifests[0].ImageSize == 0 {
 		t.Fatalf("index compressed_size %d, build image_size %d", idx.Platforms[0].CompressedSize, b.Manifests[0].ImageSize)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	mcontent "manifold/builds/content"
 	"sort"
 	"strings"
 	"sync"
@@ -26,13 +27,13 @@ func storedDigests(t *testing.T, s content.Store) []string {
 	return out
 }
 
-func reachableFrom(t *testing.T, s *builds.ContentStore, b *builds.Build) []string {
+func reachableFrom(t *testing.T, s *mcontent.Store, b *builds.Build) []string {
 	t.Helper()
 	info, err := s.Info(context.Background(), digest.Digest(b.IndexDigest))
 	if err != nil {
 		t.Fatalf("index of %s is gone: %v", b.ID, err)
 	}
-	descs, err := builds.Reachable(context.Background(), s, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: info.Digest, Size: info.Size})
+	descs, err := mcontent.Reachable(context.Background(), s, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: info.Digest, Size: info.Size})
 	if err != nil {
 		t.Fatalf("walk %s: %v", b.ID, err)
 	}
@@ -73,7 +74,7 @@ func TestGarbageCollectionRemovesExactlyTheUnreachable(t *testing.T) {
 	// A build running while the collection starts keeps its blobs.
 	running := a.startBuild(t, map[string]any{"dockerfile": example + "RUN sleep 2\n", "platforms": []string{"linux/amd64"}, "no_cache": true})
 	waitStatus(t, a, running, builds.StatusRunning)
-	var rep builds.GCReport
+	var rep mcontent.GCReport
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -114,7 +115,7 @@ func TestGarbageCollectionRemovesExactlyTheUnreachable(t *testing.T) {
 	}
 	// Disk use adds up.
 	code, body := a.do(t, "GET", "/api/v1/storage", "")
-	var u builds.Usage
+	var u mcontent.Usage
 	if err := json.Unmarshal(body, &u); err != nil || code != 200 {
 		t.Fatalf("storage = %d %s", code, body)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mcontent "manifold/builds/content"
 	"net"
 	"net/http"
 	"os"
@@ -238,18 +239,18 @@ func (a *app) waitEvery(t testing.TB, id string, every time.Duration) *builds.Bu
 	}
 }
 
-func (a *app) storeB(t testing.TB) *builds.ContentStore {
+func (a *app) storeB(t testing.TB) *mcontent.Store {
 	t.Helper()
-	s, err := builds.OpenContentStore(filepath.Join(a.Data, "content"))
+	s, err := mcontent.OpenStore(filepath.Join(a.Data, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func (a *app) store(t *testing.T) *builds.ContentStore {
+func (a *app) store(t *testing.T) *mcontent.Store {
 	t.Helper()
-	s, err := builds.OpenContentStore(filepath.Join(a.Data, "content"))
+	s, err := mcontent.OpenStore(filepath.Join(a.Data, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}

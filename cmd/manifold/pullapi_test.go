@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"manifold/builds"
+	"manifold/builds/explore"
 )
 
 func (a *app) status(t *testing.T, path string) (int, http.Header, []byte) {
@@ -46,7 +47,7 @@ func TestPullAPIKeepsRepositoriesApart(t *testing.T) {
 	if one.Status != builds.StatusSucceeded || two.Status != builds.StatusSucceeded {
 		t.Fatalf("builds: %s %s", one.Error, two.Error)
 	}
-	var m1 builds.BlobView
+	var m1 explore.BlobView
 	getJSON(t, a, "/api/v1/blobs/"+one.Manifests[0].Digest, &m1)
 	layerOne := m1.Manifest.Layers[len(m1.Manifest.Layers)-1].Digest // RUN echo one: only build one has it
 	tests := []struct {
@@ -88,7 +89,7 @@ func TestPullAPIKeepsRepositoriesApart(t *testing.T) {
 		"oci:"+env.Bin+"/seed/busybox:1", "docker://"+env.Registry+"/private/only:1").CombinedOutput(); err != nil {
 		t.Fatalf("skopeo copy: %v %s", err, out)
 	}
-	var rr struct{ Remote builds.RemoteRef }
+	var rr struct{ Remote explore.RemoteRef }
 	if code := getJSON(t, a, "/api/v1/remote?ref="+url.QueryEscape(env.Registry+"/private/only:1"), &rr); code != 200 || rr.Remote.Digest == "" {
 		t.Fatalf("remote = %d %+v", code, rr)
 	}

@@ -17,9 +17,12 @@ import (
 	"manifold/builds"
 	"manifold/builds/accounts"
 	"manifold/builds/buildkit"
-	"manifold/builds/outbound"
+	"manifold/builds/content"
+	"manifold/builds/explore"
+	"manifold/builds/registry"
 	"manifold/db"
 	"manifold/handlers"
+	"manifold/outbound"
 	"manifold/web"
 )
 
@@ -28,7 +31,7 @@ type config struct {
 	Addr        string
 	Data        string
 	BuildKit    string
-	TLS         builds.TLSConfig
+	TLS         buildkit.TLSConfig
 	Buildkitd   string
 	Mirror      string
 	Concurrency int
@@ -36,13 +39,13 @@ type config struct {
 	LogLevel    string
 	Context     builds.ContextLimits
 	KeyFile     string
-	Retention   builds.Retention
+	Retention   content.Retention
 	GCInterval  time.Duration
 	AnonPull    bool
 	// AllowHosts lists the hosts outbound requests may reach although the
 	// address policy refuses them (comma-separated host or host:port).
 	AllowHosts string
-	Listing    builds.ListingLimits
+	Listing    explore.ListingLimits
 	Sessions   accounts.Config
 	// BuildNetwork is where the embedded buildkitd's RUN steps get their network.
 	BuildNetwork string
@@ -128,15 +131,30 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		return err
 	}
 	accts := accounts.New(db.NewAccounts(st.db), regs, cfg.Sessions)
-	runner := builds.NewRunner(builds.RunnerConfig{
-		Registries: regs, Secrets: accts, Outbound: policy, Frontends: cfg.Frontends, Network: cfg.BuildNetwork, Listing: cfg.Listing,
-		Store: db.NewBuilds(st.db), Hub: builds.NewHub(), Node: node, Content: st.content, WorkDir: st.work, Log: log,
-		Limit: cfg.Concurrency, MaxQueuedPerUser: cfg.MaxQueued, Context: cfg.Context,
+	records := db.NewBuilds(st.db)
+	hub := builds.NewHub()
+	client := registry.NewClient(regs, policy, st.content)
+	engine := buildkit.NewEngine(buildkit.EngineConfig{
+		Node: node, Blobs: st.content, WorkDir: st.work, Context: cfg.Context, Registry: client, Secrets: accts,
+		Outbound: policy, Frontends: cfg.Frontends, Network: cfg.BuildNetwork, Store: records, Hub: hub, Log: log,
 	})
-	svc := builds.NewService(runner, log)
-	svc.UseAccounts(accts)
-	defer svc.Shutdown() // background jobs end before the database closes
+	runner := builds.NewRunner(builds.RunnerConfig{
+		Store: records, Hub: hub, Log: log, Limit: cfg.Concurrency, MaxQueuedPerUser: cfg.MaxQueued,
+		Solver: engine, Hold: st.content.Hold,
+	})
+	jobs := builds.NewJobs()
+	defer jobs.Shutdown() // background jobs end before the database closes
+	svc := builds.NewService(runner, builds.ServiceConfig{
+		Nodes: buildkit.NewPool(node), Uploads: st.content, WorkDir: st.work, Context: cfg.Context,
+		Frontends: cfg.Frontends, Outbound: policy, Accounts: accts, Jobs: jobs, Log: log,
+	})
+	store := content.NewService(st.content, records, svc, jobs, log)
+	pull := registry.NewService(client, records, store, log)
+	explorer := explore.NewService(explore.Config{Blobs: st.content, Records: records, Results: store, Client: client, Listing: cfg.Listing, Log: log})
 	if err := svc.Recover(ctx); err != nil {
+		return err
+	}
+	if err := store.IndexOld(ctx); err != nil {
 		return err
 	}
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
@@ -149,13 +167,14 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", st.data, "buildkit", node.Addr, "version", versionString())
 	if cfg.GCInterval > 0 {
-		svc.CollectEvery(cfg.GCInterval, cfg.Retention)
+		store.CollectEvery(cfg.GCInterval, cfg.Retention)
 	}
 	if setup, err := accts.SetupMode(ctx); err == nil && setup {
 		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
 	}
-	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accts, Log: log, Retention: cfg.Retention},
-		web.Options{AnonymousPull: cfg.AnonPull, OnShutdown: svc.CloseWatchers}, log)
+	h := &handlers.Handlers{Builds: svc, Content: store, Blobs: st.content, Explorer: explorer, Registries: pull,
+		Credentials: regs, Accounts: accts, Log: log, Retention: cfg.Retention}
+	srv := web.NewServer(h, web.Options{AnonymousPull: cfg.AnonPull, Identities: accts, OnShutdown: svc.CloseWatchers}, log)
 	return srv.Serve(ctx, l)
 }
 
@@ -173,7 +192,7 @@ func newLogger(cfg config, stdout io.Writer) *slog.Logger {
 type storage struct {
 	data    string // the data folder, absolute
 	db      *db.DB
-	content *builds.ContentStore
+	content *content.Store
 	work    string // per-build scratch, emptied at every start
 }
 
@@ -189,7 +208,7 @@ func openStorage(ctx context.Context, cfg config, log *slog.Logger) (storage, er
 		return st, err
 	}
 	fail := func(err error) (storage, error) { st.db.Close(); return st, err }
-	if st.content, err = builds.OpenContentStore(filepath.Join(st.data, "content")); err != nil {
+	if st.content, err = content.OpenStore(filepath.Join(st.data, "content")); err != nil {
 		return fail(err)
 	}
 	st.work = filepath.Join(st.data, "tmp")
@@ -204,9 +223,9 @@ func openStorage(ctx context.Context, cfg config, log *slog.Logger) (storage, er
 
 // connectBuildKit starts the embedded buildkitd, or dials --buildkit; the
 // function it returns closes the connection and stops the daemon.
-func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Logger) (*builds.Node, func(), error) {
+func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Logger) (*buildkit.Node, func(), error) {
 	if cfg.BuildKit != "" {
-		node, err := builds.NewNode("remote", cfg.BuildKit, cfg.TLS)
+		node, err := buildkit.NewNode("remote", cfg.BuildKit, cfg.TLS)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -231,7 +250,7 @@ func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Log
 	if err != nil {
 		return nil, nil, fmt.Errorf("start the embedded buildkitd: %w", err)
 	}
-	node, err := builds.NewNode("embedded", d.Addr(), builds.TLSConfig{})
+	node, err := buildkit.NewNode("embedded", d.Addr(), buildkit.TLSConfig{})
 	if err != nil {
 		d.Stop()
 		return nil, nil, err
@@ -241,16 +260,16 @@ func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Log
 
 // openRegistries loads the sealing key and the outbound policy and opens
 // the registry credentials with them.
-func openRegistries(cfg config, st storage, log *slog.Logger) (*builds.Registries, *outbound.Policy, error) {
+func openRegistries(cfg config, st storage, log *slog.Logger) (*registry.Credentials, *outbound.Policy, error) {
 	keyFile := cfg.KeyFile
 	if keyFile == "" {
 		keyFile = filepath.Join(st.data, "secret.key")
 	}
-	key, err := builds.LoadKey(keyFile)
+	key, err := registry.LoadKey(keyFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	regs, err := builds.NewRegistries(db.NewCredentials(st.db), key)
+	regs, err := registry.NewCredentials(db.NewCredentials(st.db), key)
 	if err != nil {
 		return nil, nil, err
 	}

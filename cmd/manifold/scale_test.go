@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	mcontent "manifold/builds/content"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"manifold/builds"
 	"manifold/builds/buildkittest"
 	"manifold/db"
 )
@@ -111,7 +111,7 @@ func TestStorageAtScale(t *testing.T) {
 	referenced, shared := seedBuilds(t, data, 100_000)
 	t.Logf("seeded 100,000 builds in %v", time.Since(began))
 	a := startApp(t, data, "--buildkit", env.Addr())
-	var u builds.Usage
+	var u mcontent.Usage
 	if code := getJSON(t, a, "/api/v1/storage", &u); code != 200 {
 		t.Fatalf("storage = %d", code)
 	}
@@ -124,12 +124,12 @@ func TestStorageAtScale(t *testing.T) {
 		t.Fatalf("newest build's share: %+v", first)
 	}
 	// Keyset paging walks on without repeats, newest first, then largest first.
-	var next builds.Usage
+	var next mcontent.Usage
 	getJSON(t, a, "/api/v1/storage?after="+u.Next, &next)
 	if len(next.Builds) != 50 || next.Builds[0].ID >= u.Builds[49].ID {
 		t.Fatalf("second page starts at %s after %s", next.Builds[0].ID, u.Builds[49].ID)
 	}
-	var big, big2 builds.Usage
+	var big, big2 mcontent.Usage
 	getJSON(t, a, "/api/v1/storage?sort=size&limit=20", &big)
 	getJSON(t, a, "/api/v1/storage?sort=size&limit=20&after="+big.Next, &big2)
 	if len(big.Builds) != 20 || len(big2.Builds) != 20 || big2.Builds[0].TotalBytes > big.Builds[19].TotalBytes {
@@ -151,7 +151,7 @@ func TestStorageAtScale(t *testing.T) {
 	if code, body := a.do(t, "DELETE", "/api/v1/builds/"+first.ID, ""); code != 204 {
 		t.Fatalf("delete = %d %s", code, body)
 	}
-	var after builds.Usage
+	var after mcontent.Usage
 	getJSON(t, a, "/api/v1/storage?limit=1", &after)
 	if after.BuildCount != 99_999 || after.ReferencedBytes != referenced-first.UniqueBytes {
 		raw, _ := json.Marshal(after)

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"manifold/builds"
 	"manifold/builds/accounts"
+	"manifold/builds/registry"
 	"manifold/db"
 )
 
@@ -31,12 +31,12 @@ func openAccounts(ctx context.Context, data, keyFile string) (*accounts.Service,
 	if keyFile == "" {
 		keyFile = filepath.Join(data, "secret.key")
 	}
-	key, err := builds.LoadKey(keyFile)
+	key, err := registry.LoadKey(keyFile)
 	if err != nil {
 		database.Close()
 		return nil, nil, err
 	}
-	regs, err := builds.NewRegistries(db.NewCredentials(database), key)
+	regs, err := registry.NewCredentials(db.NewCredentials(database), key)
 	if err != nil {
 		database.Close()
 		return nil, nil, err

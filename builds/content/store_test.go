@@ -1,4 +1,4 @@
-package builds
+package content
 
 import (
 	"context"
@@ -22,7 +22,7 @@ func TestHelperWriteForever(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestKillDuringWriteLeavesNoBlob")
 	}
-	s, err := OpenContentStore(dir)
+	s, err := OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestKillDuringWriteLeavesNoBlob(t *testing.T) {
 	_ = cmd.Process.Kill() // SIGKILL in the middle of the write
 	_ = cmd.Wait()
 
-	s, err := OpenContentStore(dir)
+	s, err := OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

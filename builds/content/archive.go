@@ -1,4 +1,4 @@
-package builds
+package content
 
 import (
 	"archive/tar"
@@ -9,13 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"manifold/builds"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -33,7 +31,7 @@ type Archive struct {
 	Blobs []ocispec.Descriptor
 
 	parts []archivePart
-	store *ContentStore
+	store *Store
 }
 
 type archivePart struct {
@@ -101,7 +99,7 @@ func (b *archiveBuilder) finish() {
 }
 
 // blobs adds blobs/sha256/<hex> for every descriptor, checking each is stored whole.
-func (b *archiveBuilder) blobs(ctx context.Context, s *ContentStore, descs []ocispec.Descriptor) error {
+func (b *archiveBuilder) blobs(ctx context.Context, s *Store, descs []ocispec.Descriptor) error {
 	sorted := append([]ocispec.Descriptor(nil), descs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Digest < sorted[j].Digest })
 	for _, d := range []string{"blobs/", "blobs/sha256/"} {
@@ -113,7 +111,7 @@ func (b *archiveBuilder) blobs(ctx context.Context, s *ContentStore, descs []oci
 		info, err := s.Info(ctx, d.Digest)
 		if err != nil {
 			if errdefs.IsNotFound(err) {
-				return CodeErrorf(EConflict, "blob_missing", "blob %s of this image is no longer stored", d.Digest)
+				return builds.CodeErrorf(builds.EConflict, "blob_missing", "blob %s of this image is no longer stored", d.Digest)
 			}
 			return err
 		}
@@ -132,7 +130,7 @@ func (b *archiveBuilder) blobs(ctx context.Context, s *ContentStore, descs []oci
 // platform's manifest), as `buildx build --output type=oci` writes it.
 // refName, when set, names the image (io.containerd.image.name); tag becomes
 // org.opencontainers.image.ref.name, by which skopeo and umoci find it.
-func OCIArchive(ctx context.Context, s *ContentStore, root ocispec.Descriptor, refName, tag, fileName string) (*Archive, error) {
+func OCIArchive(ctx context.Context, s *Store, root ocispec.Descriptor, refName, tag, fileName string) (*Archive, error) {
 	descs, err := Reachable(ctx, s, root)
 	if err != nil {
 		return nil, err
@@ -169,9 +167,9 @@ func OCIArchive(ctx context.Context, s *ContentStore, root ocispec.Descriptor, r
 // DockerArchive assembles a tarball `docker load` accepts for one platform's
 // manifest: manifest.json and repositories next to the OCI layout, as
 // `docker save` writes since Docker 25.
-func DockerArchive(ctx context.Context, s *ContentStore, manifest ocispec.Descriptor, repoTag, fileName string) (*Archive, error) {
+func DockerArchive(ctx context.Context, s *Store, manifest ocispec.Descriptor, repoTag, fileName string) (*Archive, error) {
 	var m ocispec.Manifest
-	if err := readJSON(ctx, s, manifest, &m); err != nil {
+	if err := ReadJSON(ctx, s, manifest, &m); err != nil {
 		return nil, err
 	}
 	layers := make([]string, len(m.Layers))
@@ -241,65 +239,4 @@ func (a *Archive) WriteRange(ctx context.Context, w io.Writer, off, n int64) err
 		off += cnt
 	}
 	return nil
-}
-
-// ContentStore is Manifold's content-addressed blob store: containerd's local
-// store, plus direct file access for streaming.
-type ContentStore struct {
-	content.Store
-	root string
-}
-
-// OpenContentStore opens (creating if needed) the blob store at dir.
-// containerd's local store writes each blob under an ingest name, checks its
-// digest and renames it into place, so a partial blob is never visible.
-func OpenContentStore(dir string) (*ContentStore, error) {
-	s, err := openLocalStore(dir)
-	if err != nil {
-		return nil, err
-	}
-	// Walk expects the blobs folder, which the store makes only at the first commit.
-	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
-		return nil, err
-	}
-	return &ContentStore{Store: s, root: dir}, nil
-}
-
-// blobPath is where the local store keeps a committed blob.
-func (s *ContentStore) blobPath(d digest.Digest) (string, error) {
-	if err := d.Validate(); err != nil {
-		return "", err
-	}
-	return filepath.Join(s.root, "blobs", d.Algorithm().String(), d.Encoded()), nil
-}
-
-// CopyBlob writes n bytes of a blob from offset off.
-func (s *ContentStore) CopyBlob(w io.Writer, d digest.Digest, off, n int64) error {
-	p, err := s.blobPath(d)
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return fmt.Errorf("open blob %s: %w", d, err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return err
-	}
-	// An *os.File behind a LimitedReader lets net/http use sendfile.
-	written, err := io.Copy(w, &io.LimitedReader{R: f, N: n})
-	if err == nil && written != n {
-		err = fmt.Errorf("blob %s ended %d bytes early", d, n-written)
-	}
-	return err
-}
-
-// OpenBlob opens a stored blob for reading.
-func (s *ContentStore) OpenBlob(d digest.Digest) (*os.File, error) {
-	p, err := s.blobPath(d)
-	if err != nil {
-		return nil, err
-	}
-	return os.Open(p)
 }

@@ -1,22 +1,22 @@
-package builds
+package content
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"manifold/builds"
 
-	"github.com/containerd/containerd/v2/core/content"
+	ccontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// maxManifestSize bounds how much of an index or manifest blob is read into memory.
-const maxManifestSize = 4 << 20
+// MaxManifestSize bounds how much of an index or manifest blob is read into memory.
+const MaxManifestSize = 4 << 20
 
-func openLocalStore(dir string) (content.Store, error) {
+func openLocalStore(dir string) (ccontent.Store, error) {
 	s, err := local.NewStore(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open content store %s: %w", dir, err)
@@ -24,41 +24,18 @@ func openLocalStore(dir string) (content.Store, error) {
 	return s, nil
 }
 
-// rootDescriptor reads the exported image's root descriptor from BuildKit's exporter response.
-func rootDescriptor(resp map[string]string) (ocispec.Descriptor, error) {
-	var desc ocispec.Descriptor
-	if enc := resp["containerimage.descriptor"]; enc != "" {
-		raw, err := base64.StdEncoding.DecodeString(enc)
-		if err != nil {
-			return desc, fmt.Errorf("decode containerimage.descriptor: %w", err)
-		}
-		if err := json.Unmarshal(raw, &desc); err != nil {
-			return desc, fmt.Errorf("parse containerimage.descriptor: %w", err)
-		}
-		return desc, nil
-	}
-	if d := resp["containerimage.digest"]; d != "" {
-		dg, err := digest.Parse(d)
-		if err != nil {
-			return desc, fmt.Errorf("parse containerimage.digest: %w", err)
-		}
-		return ocispec.Descriptor{Digest: dg, MediaType: ocispec.MediaTypeImageIndex}, nil
-	}
-	return desc, fmt.Errorf("BuildKit's response names no image digest")
-}
-
-// readJSON reads a small blob from the store and decodes it into v.
-func readJSON(ctx context.Context, p content.Provider, desc ocispec.Descriptor, v any) error {
-	if desc.Size > maxManifestSize {
-		return fmt.Errorf("blob %s is %d bytes, over the %d byte limit for manifests", desc.Digest, desc.Size, maxManifestSize)
+// ReadJSON reads a small blob from the store and decodes it into v.
+func ReadJSON(ctx context.Context, p ccontent.Provider, desc ocispec.Descriptor, v any) error {
+	if desc.Size > MaxManifestSize {
+		return fmt.Errorf("blob %s is %d bytes, over the %d byte limit for manifests", desc.Digest, desc.Size, MaxManifestSize)
 	}
 	ra, err := p.ReaderAt(ctx, desc)
 	if err != nil {
 		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
 	}
 	defer ra.Close()
-	if ra.Size() > maxManifestSize {
-		return fmt.Errorf("blob %s is %d bytes, over the %d byte limit for manifests", desc.Digest, ra.Size(), maxManifestSize)
+	if ra.Size() > MaxManifestSize {
+		return fmt.Errorf("blob %s is %d bytes, over the %d byte limit for manifests", desc.Digest, ra.Size(), MaxManifestSize)
 	}
 	buf := make([]byte, ra.Size())
 	if _, err := ra.ReadAt(buf, 0); err != nil {
@@ -73,35 +50,35 @@ func readJSON(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 	return nil
 }
 
-// isAttestation reports whether an index entry is an attestation manifest
+// IsAttestation reports whether an index entry is an attestation manifest
 // (BuildKit's unknown/unknown entries), which describes another manifest.
-func isAttestation(d ocispec.Descriptor) bool {
+func IsAttestation(d ocispec.Descriptor) bool {
 	return d.Annotations["vnd.docker.reference.type"] == "attestation-manifest"
 }
 
 // ReadManifests lists the platform manifests of the index at root, following
 // nested indexes and skipping attestation manifests. A root that is a single
 // image manifest yields that one manifest.
-func ReadManifests(ctx context.Context, p content.Provider, root ocispec.Descriptor) ([]Manifest, error) {
-	var out []Manifest
+func ReadManifests(ctx context.Context, p ccontent.Provider, root ocispec.Descriptor) ([]builds.Manifest, error) {
+	var out []builds.Manifest
 	if err := readManifests(ctx, p, root, nil, &out, 0); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func readManifests(ctx context.Context, p content.Provider, desc ocispec.Descriptor, plat *ocispec.Platform, out *[]Manifest, depth int) error {
+func readManifests(ctx context.Context, p ccontent.Provider, desc ocispec.Descriptor, plat *ocispec.Platform, out *[]builds.Manifest, depth int) error {
 	if depth > 4 {
 		return fmt.Errorf("indexes nested more than 4 deep at %s", desc.Digest)
 	}
 	switch desc.MediaType {
 	case ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json":
 		var idx ocispec.Index
-		if err := readJSON(ctx, p, desc, &idx); err != nil {
+		if err := ReadJSON(ctx, p, desc, &idx); err != nil {
 			return err
 		}
 		for _, m := range idx.Manifests {
-			if isAttestation(m) {
+			if IsAttestation(m) {
 				continue
 			}
 			if err := readManifests(ctx, p, m, m.Platform, out, depth+1); err != nil {
@@ -111,11 +88,11 @@ func readManifests(ctx context.Context, p content.Provider, desc ocispec.Descrip
 		return nil
 	case ocispec.MediaTypeImageManifest, "application/vnd.docker.distribution.manifest.v2+json":
 		var m ocispec.Manifest
-		if err := readJSON(ctx, p, desc, &m); err != nil {
+		if err := ReadJSON(ctx, p, desc, &m); err != nil {
 			return err
 		}
 		var cfg ocispec.Image
-		if err := readJSON(ctx, p, m.Config, &cfg); err != nil {
+		if err := ReadJSON(ctx, p, m.Config, &cfg); err != nil {
 			return err
 		}
 		if plat == nil {
@@ -125,8 +102,8 @@ func readManifests(ctx context.Context, p content.Provider, desc ocispec.Descrip
 		for _, l := range m.Layers {
 			size += l.Size
 		}
-		*out = append(*out, Manifest{
-			Platform:     FormatPlatform(plat.OS, plat.Architecture, plat.Variant),
+		*out = append(*out, builds.Manifest{
+			Platform:     builds.FormatPlatform(plat.OS, plat.Architecture, plat.Variant),
 			Digest:       desc.Digest.String(),
 			MediaType:    desc.MediaType,
 			ConfigDigest: m.Config.Digest.String(),

@@ -1,4 +1,4 @@
-package builds
+package explore
 
 import (
 	"archive/tar"
@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"manifold/builds"
+	"manifold/builds/content"
 	"path"
 	"sort"
 	"strconv"
@@ -115,28 +117,28 @@ type BlobView struct {
 func (s *Service) statBlob(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	d, err := digest.Parse(ref)
 	if err != nil {
-		return ocispec.Descriptor{}, CodeErrorf(EInvalid, "invalid_digest", "%q is not a digest like sha256:<64 hex digits>", ref)
+		return ocispec.Descriptor{}, builds.CodeErrorf(builds.EInvalid, "invalid_digest", "%q is not a digest like sha256:<64 hex digits>", ref)
 	}
-	info, err := s.runner.content.Info(ctx, d)
+	info, err := s.blobs.Info(ctx, d)
 	if err != nil {
 		// A layer of an explored remote image is fetched when first opened.
 		if ferr := s.fetchOrigin(ctx, d.String()); ferr != nil {
-			if ErrorKind(ferr) == EInvalid {
+			if builds.ErrorKind(ferr) == builds.EInvalid {
 				return ocispec.Descriptor{}, ferr
 			}
-			return ocispec.Descriptor{}, CodeErrorf(EUpstream, "registry_error", "blob %s is not stored, and fetching it failed: %v", d, ferr)
+			return ocispec.Descriptor{}, builds.CodeErrorf(builds.EUpstream, "registry_error", "blob %s is not stored, and fetching it failed: %v", d, ferr)
 		}
-		info, err = s.runner.content.Info(ctx, d)
+		info, err = s.blobs.Info(ctx, d)
 	}
 	if err != nil {
-		return ocispec.Descriptor{}, CodeErrorf(ENotFound, "blob_not_found", "no blob %s is stored here", d)
+		return ocispec.Descriptor{}, builds.CodeErrorf(builds.ENotFound, "blob_not_found", "no blob %s is stored here", d)
 	}
 	return ocispec.Descriptor{Digest: d, Size: info.Size}, nil
 }
 
 // sniff reads the start of a blob and says what it is.
 func (s *Service) sniff(ctx context.Context, desc ocispec.Descriptor) (kind, mediaType string, body []byte, err error) {
-	f, err := s.runner.content.OpenBlob(desc.Digest)
+	f, err := s.blobs.OpenBlob(desc.Digest)
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -146,7 +148,7 @@ func (s *Service) sniff(ctx context.Context, desc ocispec.Descriptor) (kind, med
 	head = head[:n]
 	trimmed := bytes.TrimLeft(head, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '{' {
-		if desc.Size > maxManifestSize {
+		if desc.Size > content.MaxManifestSize {
 			return KindUnknown, "application/json", nil, nil
 		}
 		body = make([]byte, desc.Size)
@@ -219,8 +221,8 @@ func (s *Service) Blob(ctx context.Context, ref string) (*BlobView, error) {
 		v.Attestation = body
 		v.Provenance, err = ParseStatement(body)
 	case KindUnknown:
-		if desc.Size > maxManifestSize && body == nil {
-			v.Note = fmt.Sprintf("a JSON document of %d bytes, over the %d byte limit for manifests", desc.Size, maxManifestSize)
+		if desc.Size > content.MaxManifestSize && body == nil {
+			v.Note = fmt.Sprintf("a JSON document of %d bytes, over the %d byte limit for manifests", desc.Size, content.MaxManifestSize)
 		} else {
 			v.Note = "neither an index, a manifest, a config, an attestation nor a layer archive"
 		}
@@ -244,7 +246,7 @@ func (s *Service) RawBlob(ctx context.Context, ref string) (ocispec.Descriptor, 
 
 // BuildIndex is the index view of a build's result.
 func (s *Service) BuildIndex(ctx context.Context, id string) (*IndexView, error) {
-	_, root, err := s.result(ctx, id)
+	_, root, err := s.results.Result(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +255,7 @@ func (s *Service) BuildIndex(ctx context.Context, id string) (*IndexView, error)
 
 func (s *Service) indexView(ctx context.Context, desc ocispec.Descriptor) (*IndexView, error) {
 	var idx ocispec.Index
-	if err := readJSON(ctx, s.runner.content, desc, &idx); err != nil {
+	if err := content.ReadJSON(ctx, s.blobs, desc, &idx); err != nil {
 		return nil, err
 	}
 	v := &IndexView{Digest: desc.Digest.String(), MediaType: orDefault(idx.MediaType, desc.MediaType), Size: desc.Size, Annotations: idx.Annotations, Platforms: []PlatformEntry{}}
@@ -270,11 +272,11 @@ func (s *Service) collectPlatforms(ctx context.Context, idx ocispec.Index, from 
 	var attestations []ocispec.Descriptor
 	for _, m := range idx.Manifests {
 		switch {
-		case isAttestation(m):
+		case content.IsAttestation(m):
 			attestations = append(attestations, m)
-		case isIndex(m.MediaType):
+		case content.IsIndex(m.MediaType):
 			var nested ocispec.Index
-			if err := readJSON(ctx, s.runner.content, m, &nested); err != nil {
+			if err := content.ReadJSON(ctx, s.blobs, m, &nested); err != nil {
 				return err
 			}
 			if err := s.collectPlatforms(ctx, nested, m.Digest.String(), v, depth+1); err != nil {
@@ -283,10 +285,10 @@ func (s *Service) collectPlatforms(ctx context.Context, idx ocispec.Index, from 
 		default:
 			e := PlatformEntry{Digest: m.Digest.String(), MediaType: m.MediaType, Size: m.Size, Annotations: m.Annotations, Index: from, Attestations: []Attestation{}}
 			if m.Platform != nil {
-				e.Platform = FormatPlatform(m.Platform.OS, m.Platform.Architecture, m.Platform.Variant)
+				e.Platform = builds.FormatPlatform(m.Platform.OS, m.Platform.Architecture, m.Platform.Variant)
 			}
 			var man ocispec.Manifest
-			if err := readJSON(ctx, s.runner.content, m, &man); err != nil {
+			if err := content.ReadJSON(ctx, s.blobs, m, &man); err != nil {
 				return err
 			}
 			e.ConfigDigest, e.Layers, e.CompressedSize = man.Config.Digest.String(), len(man.Layers), man.Config.Size
@@ -311,7 +313,7 @@ func (s *Service) collectPlatforms(ctx context.Context, idx ocispec.Index, from 
 		subject := a.Annotations["vnd.docker.reference.digest"]
 		att := Attestation{Digest: a.Digest.String(), MediaType: a.MediaType, Size: a.Size, PredicateTypes: []string{}, Layers: []string{}}
 		var man ocispec.Manifest
-		if err := readJSON(ctx, s.runner.content, a, &man); err == nil {
+		if err := content.ReadJSON(ctx, s.blobs, a, &man); err == nil {
 			for _, l := range man.Layers {
 				att.Layers = append(att.Layers, l.Digest.String())
 				if pt := l.Annotations["in-toto.io/predicate-type"]; pt != "" {
@@ -333,14 +335,14 @@ func (s *Service) collectPlatforms(ctx context.Context, idx ocispec.Index, from 
 const autoListSize = 32 << 20
 
 func (s *Service) uncompressedSize(ctx context.Context, layer ocispec.Descriptor) (int64, bool) {
-	l, err := s.store.LayerListing(ctx, layer.Digest.String(), false)
+	l, err := s.records.LayerListing(ctx, layer.Digest.String(), false)
 	if err == nil && l != nil {
 		return l.UncompressedSize, true
 	}
 	if layer.Size > autoListSize {
 		return 0, false
 	}
-	if _, err := s.runner.content.Info(ctx, layer.Digest); err != nil {
+	if _, err := s.blobs.Info(ctx, layer.Digest); err != nil {
 		return 0, false // a remote image's layer not fetched yet
 	}
 	full, err := s.ListLayer(ctx, layer.Digest.String())
@@ -352,7 +354,7 @@ func (s *Service) uncompressedSize(ctx context.Context, layer ocispec.Descriptor
 
 func (s *Service) manifestView(ctx context.Context, desc ocispec.Descriptor) (*ManifestView, error) {
 	var man ocispec.Manifest
-	if err := readJSON(ctx, s.runner.content, desc, &man); err != nil {
+	if err := content.ReadJSON(ctx, s.blobs, desc, &man); err != nil {
 		return nil, err
 	}
 	v := &ManifestView{Digest: desc.Digest.String(), MediaType: orDefault(man.MediaType, desc.MediaType), Size: desc.Size,
@@ -360,7 +362,7 @@ func (s *Service) manifestView(ctx context.Context, desc ocispec.Descriptor) (*M
 	var history []ocispec.History
 	if man.Config.MediaType == ocispec.MediaTypeImageConfig || man.Config.MediaType == "application/vnd.docker.container.image.v1+json" {
 		var img ocispec.Image
-		if err := readJSON(ctx, s.runner.content, man.Config, &img); err == nil {
+		if err := content.ReadJSON(ctx, s.blobs, man.Config, &img); err == nil {
 			for _, h := range img.History {
 				if !h.EmptyLayer {
 					history = append(history, h)
@@ -450,7 +452,7 @@ func configView(desc ocispec.Descriptor, body []byte) (*ConfigView, error) {
 	if err := json.Unmarshal(body, &img); err != nil {
 		return nil, err
 	}
-	v := &ConfigView{Digest: desc.Digest.String(), Size: desc.Size, Image: img, Platform: FormatPlatform(img.OS, img.Architecture, img.Variant)}
+	v := &ConfigView{Digest: desc.Digest.String(), Size: desc.Size, Image: img, Platform: builds.FormatPlatform(img.OS, img.Architecture, img.Variant)}
 	var b strings.Builder
 	b.WriteString("# rebuilt from the image's history; the base image's own steps come first\n")
 	for _, h := range img.History {
@@ -528,7 +530,7 @@ func (s *Service) ListLayer(ctx context.Context, ref string) (*LayerListing, err
 	if err != nil {
 		return nil, err
 	}
-	if l, err := s.store.LayerListing(ctx, desc.Digest.String(), true); err != nil {
+	if l, err := s.records.LayerListing(ctx, desc.Digest.String(), true); err != nil {
 		return nil, err
 	} else if l != nil {
 		return l, nil
@@ -537,7 +539,7 @@ func (s *Service) ListLayer(ctx context.Context, ref string) (*LayerListing, err
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.SaveLayerListing(ctx, l); err != nil {
+	if err := s.records.SaveLayerListing(ctx, l); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -545,7 +547,7 @@ func (s *Service) ListLayer(ctx context.Context, ref string) (*LayerListing, err
 
 func (s *Service) listLayer(ctx context.Context, desc ocispec.Descriptor) (*LayerListing, error) {
 	limits := s.listing.withDefaults()
-	f, err := s.runner.content.OpenBlob(desc.Digest)
+	f, err := s.blobs.OpenBlob(desc.Digest)
 	if err != nil {
 		return nil, err
 	}
@@ -557,14 +559,14 @@ func (s *Service) listLayer(ctx context.Context, desc ocispec.Descriptor) (*Laye
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, CodeErrorf(EInvalid, "not_a_layer", "blob %s is not a readable gzip layer: %v", desc.Digest, err)
+			return nil, builds.CodeErrorf(builds.EInvalid, "not_a_layer", "blob %s is not a readable gzip layer: %v", desc.Digest, err)
 		}
 		zr.Multistream(true)
 		r = zr
 	case len(head) >= 4 && bytes.Equal(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return nil, CodeErrorf(EInvalid, "not_a_layer", "blob %s is not a readable zstd layer: %v", desc.Digest, err)
+			return nil, builds.CodeErrorf(builds.EInvalid, "not_a_layer", "blob %s is not a readable zstd layer: %v", desc.Digest, err)
 		}
 		defer zr.Close()
 		r = zr
@@ -586,7 +588,7 @@ func (s *Service) listLayer(ctx context.Context, desc ocispec.Descriptor) (*Laye
 		}
 		if err != nil {
 			if len(l.Files) == 0 {
-				return nil, CodeErrorf(EInvalid, "not_a_layer", "blob %s is not a layer archive: %v", desc.Digest, err)
+				return nil, builds.CodeErrorf(builds.EInvalid, "not_a_layer", "blob %s is not a layer archive: %v", desc.Digest, err)
 			}
 			l.Truncated = "the archive is damaged after this point: " + err.Error()
 			break
@@ -649,11 +651,11 @@ func (s *Service) MergedFiles(ctx context.Context, manifestRef string) ([]FileEn
 	sum.Digest = desc.Digest.String()
 	desc.MediaType = ocispec.MediaTypeImageManifest
 	var man ocispec.Manifest
-	if err := readJSON(ctx, s.runner.content, desc, &man); err != nil {
+	if err := content.ReadJSON(ctx, s.blobs, desc, &man); err != nil {
 		return nil, sum, err
 	}
 	if len(man.Layers) == 0 && man.Config.Digest == "" {
-		return nil, sum, CodeErrorf(EInvalid, "not_a_manifest", "%s is not an image manifest", desc.Digest)
+		return nil, sum, builds.CodeErrorf(builds.EInvalid, "not_a_manifest", "%s is not an image manifest", desc.Digest)
 	}
 	files := map[string]FileEntry{}
 	for _, l := range man.Layers {

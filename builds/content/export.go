@@ -1,9 +1,10 @@
-package builds
+package content
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"manifold/builds"
 	"path"
 	"strings"
 
@@ -18,23 +19,23 @@ const (
 	FormatDocker = "docker"
 )
 
-// result returns a succeeded build and its root descriptor, or an error that
+// Result returns a succeeded build and its root descriptor, or an error that
 // says why it has no result.
-func (s *Service) result(ctx context.Context, id string) (*Build, ocispec.Descriptor, error) {
-	b, err := s.Get(ctx, id)
+func (s *Service) Result(ctx context.Context, id string) (*builds.Build, ocispec.Descriptor, error) {
+	b, err := s.builds.Get(ctx, id)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
-	if b.Status != StatusSucceeded || b.IndexDigest == "" {
-		return nil, ocispec.Descriptor{}, CodeErrorf(ENotFound, "no_result", "build %s has no image: it is %s", id, b.Status)
+	if b.Status != builds.StatusSucceeded || b.IndexDigest == "" {
+		return nil, ocispec.Descriptor{}, builds.CodeErrorf(builds.ENotFound, "no_result", "build %s has no image: it is %s", id, b.Status)
 	}
 	d, err := digest.Parse(b.IndexDigest)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
-	info, err := s.runner.content.Info(ctx, d)
+	info, err := s.blobs.Info(ctx, d)
 	if err != nil {
-		return nil, ocispec.Descriptor{}, CodeErrorf(ENotFound, "blob_missing", "the image of build %s is no longer stored", id)
+		return nil, ocispec.Descriptor{}, builds.CodeErrorf(builds.ENotFound, "blob_missing", "the image of build %s is no longer stored", id)
 	}
 	return b, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size}, nil
 }
@@ -47,35 +48,35 @@ func (s *Service) Export(ctx context.Context, id, format, platform string) (*Arc
 		format = FormatOCI
 	case FormatDocker:
 	default:
-		return nil, CodeErrorf(EInvalid, "invalid_format", "format %q is not one Manifold makes; use oci or docker", format)
+		return nil, builds.CodeErrorf(builds.EInvalid, "invalid_format", "format %q is not one Manifold makes; use oci or docker", format)
 	}
 	if platform != "" {
-		p, err := ParsePlatform(platform)
+		p, err := builds.ParsePlatform(platform)
 		if err != nil {
 			return nil, err
 		}
 		platform = p
 	}
-	b, root, err := s.result(ctx, id)
+	b, root, err := s.Result(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if format == FormatDocker && platform == "" {
 		if len(b.Manifests) != 1 {
-			return nil, CodeErrorf(EInvalid, "platform_required", "a docker load tarball holds one platform; add &platform= with one of %s", strings.Join(b.Platforms, ", "))
+			return nil, builds.CodeErrorf(builds.EInvalid, "platform_required", "a docker load tarball holds one platform; add &platform= with one of %s", strings.Join(b.Platforms, ", "))
 		}
 		platform = b.Manifests[0].Platform
 	}
 	name := archiveBaseName(b)
 	target := root
 	if platform != "" {
-		if target, err = PlatformManifest(ctx, s.runner.content, root, platform); err != nil {
+		if target, err = PlatformManifest(ctx, s.blobs, root, platform); err != nil {
 			return nil, err
 		}
 		name += "-" + strings.ReplaceAll(platform, "/", "-")
 	}
 	if format == FormatDocker {
-		return DockerArchive(ctx, s.runner.content, target, dockerRepoTag(b), name+".docker.tar")
+		return DockerArchive(ctx, s.blobs, target, dockerRepoTag(b), name+".docker.tar")
 	}
 	tag := b.ID
 	if named, err := reference.ParseNormalizedNamed(firstTag(b)); err == nil {
@@ -83,11 +84,11 @@ func (s *Service) Export(ctx context.Context, id, format, platform string) (*Arc
 			tag = tagged.Tag()
 		}
 	}
-	return OCIArchive(ctx, s.runner.content, target, firstTag(b), tag, name+".oci.tar")
+	return OCIArchive(ctx, s.blobs, target, firstTag(b), tag, name+".oci.tar")
 }
 
 // firstTag is the build's first tag, fully qualified, or "".
-func firstTag(b *Build) string {
+func firstTag(b *builds.Build) string {
 	if len(b.Tags) == 0 {
 		return ""
 	}
@@ -96,7 +97,7 @@ func firstTag(b *Build) string {
 
 // dockerRepoTag names the image `docker load` creates: the first tag in its
 // familiar form, else builds:<id>.
-func dockerRepoTag(b *Build) string {
+func dockerRepoTag(b *builds.Build) string {
 	if t := firstTag(b); t != "" {
 		if named, err := reference.ParseNormalizedNamed(t); err == nil {
 			return reference.FamiliarString(reference.TagNameOnly(named))
@@ -106,7 +107,7 @@ func dockerRepoTag(b *Build) string {
 }
 
 // archiveBaseName is a file name stem: the first tag's last path element, and the id.
-func archiveBaseName(b *Build) string {
+func archiveBaseName(b *builds.Build) string {
 	stem := "build"
 	if t := firstTag(b); t != "" {
 		if named, err := reference.ParseNormalizedNamed(t); err == nil {
@@ -143,11 +144,11 @@ type ArchiveSum struct {
 // sha256 of each that was computed; the missing ones are computed in the
 // background, one build at a time.
 func (s *Service) Downloads(ctx context.Context, id string) ([]ArchiveSum, error) {
-	b, err := s.Get(ctx, id)
-	if err != nil || b.Status != StatusSucceeded {
+	b, err := s.builds.Get(ctx, id)
+	if err != nil || b.Status != builds.StatusSucceeded {
 		return nil, err
 	}
-	sums, err := s.store.ArchiveSums(ctx, id)
+	sums, err := s.records.ArchiveSums(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +220,7 @@ func (s *Service) sumArchives(id string, missing []ArchiveSum) {
 				return
 			}
 			a.SHA256, a.Size = sum, arch.Size
-			if err := s.store.SaveArchiveSum(ctx, id, a); err != nil {
+			if err := s.records.SaveArchiveSum(ctx, id, a); err != nil {
 				s.log.Warn("save a download's checksum", "build_id", id, "err", err)
 			}
 		}

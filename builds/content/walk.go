@@ -1,10 +1,11 @@
-package builds
+package content
 
 import (
 	"context"
 	"fmt"
+	"manifold/builds"
 
-	"github.com/containerd/containerd/v2/core/content"
+	ccontent "github.com/containerd/containerd/v2/core/content"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -14,14 +15,18 @@ const (
 	mediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
 )
 
-func isIndex(mt string) bool { return mt == ocispec.MediaTypeImageIndex || mt == mediaDockerList }
-func isManifest(mt string) bool {
+// IsIndex reports whether mt is an image index (OCI or Docker manifest list).
+// IsIndex reports whether mt is an image index (OCI or Docker manifest list).
+func IsIndex(mt string) bool { return mt == ocispec.MediaTypeImageIndex || mt == mediaDockerList }
+
+// IsManifest reports whether mt is an image manifest (OCI or Docker).
+func IsManifest(mt string) bool {
 	return mt == ocispec.MediaTypeImageManifest || mt == mediaDockerManifest
 }
 
 // Reachable lists every blob reachable from root (root first, each once):
 // indexes, their manifests (attestations included), configs and layers.
-func Reachable(ctx context.Context, p content.Provider, root ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+func Reachable(ctx context.Context, p ccontent.Provider, root ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	seen := map[string]bool{}
 	var out []ocispec.Descriptor
 	var walk func(d ocispec.Descriptor, depth int) error
@@ -35,9 +40,9 @@ func Reachable(ctx context.Context, p content.Provider, root ocispec.Descriptor)
 			return fmt.Errorf("indexes nested more than 8 deep at %s", d.Digest)
 		}
 		switch {
-		case isIndex(d.MediaType):
+		case IsIndex(d.MediaType):
 			var idx ocispec.Index
-			if err := readJSON(ctx, p, d, &idx); err != nil {
+			if err := ReadJSON(ctx, p, d, &idx); err != nil {
 				return err
 			}
 			for _, m := range idx.Manifests {
@@ -45,9 +50,9 @@ func Reachable(ctx context.Context, p content.Provider, root ocispec.Descriptor)
 					return err
 				}
 			}
-		case isManifest(d.MediaType):
+		case IsManifest(d.MediaType):
 			var m ocispec.Manifest
-			if err := readJSON(ctx, p, d, &m); err != nil {
+			if err := ReadJSON(ctx, p, d, &m); err != nil {
 				return err
 			}
 			if err := walk(m.Config, depth+1); err != nil {
@@ -69,24 +74,24 @@ func Reachable(ctx context.Context, p content.Provider, root ocispec.Descriptor)
 
 // PlatformManifest finds the manifest of one platform in the index at root,
 // skipping attestation manifests.
-func PlatformManifest(ctx context.Context, p content.Provider, root ocispec.Descriptor, platform string) (ocispec.Descriptor, error) {
-	if isManifest(root.MediaType) {
+func PlatformManifest(ctx context.Context, p ccontent.Provider, root ocispec.Descriptor, platform string) (ocispec.Descriptor, error) {
+	if IsManifest(root.MediaType) {
 		return root, nil
 	}
 	var idx ocispec.Index
-	if err := readJSON(ctx, p, root, &idx); err != nil {
+	if err := ReadJSON(ctx, p, root, &idx); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	var have []string
 	for _, m := range idx.Manifests {
-		if isAttestation(m) || m.Platform == nil {
+		if IsAttestation(m) || m.Platform == nil {
 			continue
 		}
-		name := FormatPlatform(m.Platform.OS, m.Platform.Architecture, m.Platform.Variant)
+		name := builds.FormatPlatform(m.Platform.OS, m.Platform.Architecture, m.Platform.Variant)
 		if name == platform {
 			return m, nil
 		}
 		have = append(have, name)
 	}
-	return ocispec.Descriptor{}, CodeErrorf(ENotFound, "platform_not_found", "the image has no %s manifest; it has %v", platform, have)
+	return ocispec.Descriptor{}, builds.CodeErrorf(builds.ENotFound, "platform_not_found", "the image has no %s manifest; it has %v", platform, have)
 }

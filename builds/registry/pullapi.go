@@ -1,8 +1,10 @@
-package builds
+package registry
 
 import (
 	"context"
 	"encoding/json"
+	"manifold/builds"
+	"manifold/builds/content"
 	"regexp"
 	"strings"
 
@@ -18,23 +20,23 @@ var repoName = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-
 var tagName = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 
 // Registry errors carry the distribution spec's codes.
-func regErr(kind Kind, code, format string, args ...any) error {
-	return CodeErrorf(kind, code, format, args...)
+func regErr(kind builds.Kind, code, format string, args ...any) error {
+	return builds.CodeErrorf(kind, code, format, args...)
 }
 
 func (s *Service) checkRepo(ctx context.Context, repo string) error {
 	if len(repo) > 255 || !repoName.MatchString(repo) {
-		return regErr(EInvalid, "NAME_INVALID", "%q is not a repository name", repo)
+		return regErr(builds.EInvalid, "NAME_INVALID", "%q is not a repository name", repo)
 	}
 	if repo == BuildsRepo {
 		return nil
 	}
-	ok, err := s.store.RepoKnown(ctx, repo)
+	ok, err := s.records.RepoKnown(ctx, repo)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return regErr(ENotFound, "NAME_UNKNOWN", "no build carries a tag in repository %q", repo)
+		return regErr(builds.ENotFound, "NAME_UNKNOWN", "no build carries a tag in repository %q", repo)
 	}
 	return nil
 }
@@ -50,7 +52,7 @@ func (s *Service) ResolveManifest(ctx context.Context, repo, ref string) (ocispe
 	if strings.Contains(ref, ":") {
 		d, err := digest.Parse(ref)
 		if err != nil {
-			return ocispec.Descriptor{}, nil, regErr(EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
+			return ocispec.Descriptor{}, nil, regErr(builds.EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
 		}
 		dg = d
 		if err := s.servable(ctx, repo, dg, "MANIFEST_UNKNOWN", "manifest"); err != nil {
@@ -58,29 +60,29 @@ func (s *Service) ResolveManifest(ctx context.Context, repo, ref string) (ocispe
 		}
 	} else {
 		if !tagName.MatchString(ref) {
-			return ocispec.Descriptor{}, nil, regErr(EInvalid, "TAG_INVALID", "%q is not a tag", ref)
+			return ocispec.Descriptor{}, nil, regErr(builds.EInvalid, "TAG_INVALID", "%q is not a tag", ref)
 		}
 		id := ref
 		if repo != BuildsRepo {
 			var err error
-			if id, err = s.store.TagBuild(ctx, repo, ref); err != nil {
+			if id, err = s.records.TagBuild(ctx, repo, ref); err != nil {
 				return ocispec.Descriptor{}, nil, err
 			}
 			if id == "" {
-				return ocispec.Descriptor{}, nil, regErr(ENotFound, "MANIFEST_UNKNOWN", "no succeeded build carries %s:%s", repo, ref)
+				return ocispec.Descriptor{}, nil, regErr(builds.ENotFound, "MANIFEST_UNKNOWN", "no succeeded build carries %s:%s", repo, ref)
 			}
-		} else if !ValidID(ref) {
-			return ocispec.Descriptor{}, nil, regErr(ENotFound, "MANIFEST_UNKNOWN", "no build has the id %q", ref)
+		} else if !builds.ValidID(ref) {
+			return ocispec.Descriptor{}, nil, regErr(builds.ENotFound, "MANIFEST_UNKNOWN", "no build has the id %q", ref)
 		}
-		_, root, err := s.result(ctx, id)
+		_, root, err := s.results.Result(ctx, id)
 		if err != nil {
-			return ocispec.Descriptor{}, nil, regErr(ENotFound, "MANIFEST_UNKNOWN", "%s", ErrorMessage(err))
+			return ocispec.Descriptor{}, nil, regErr(builds.ENotFound, "MANIFEST_UNKNOWN", "%s", builds.ErrorMessage(err))
 		}
 		dg = root.Digest
 	}
-	info, err := s.runner.content.Info(ctx, dg)
-	if err != nil || info.Size > maxManifestSize {
-		return ocispec.Descriptor{}, nil, regErr(ENotFound, "MANIFEST_UNKNOWN", "manifest %s is not stored here", dg)
+	info, err := s.blobs.Info(ctx, dg)
+	if err != nil || info.Size > content.MaxManifestSize {
+		return ocispec.Descriptor{}, nil, regErr(builds.ENotFound, "MANIFEST_UNKNOWN", "manifest %s is not stored here", dg)
 	}
 	desc := ocispec.Descriptor{Digest: dg, Size: info.Size}
 	var probe struct {
@@ -93,7 +95,7 @@ func (s *Service) ResolveManifest(ctx context.Context, repo, ref string) (ocispe
 		} `json:"config"`
 	}
 	buf := make([]byte, info.Size)
-	ra, err := s.runner.content.ReaderAt(ctx, desc)
+	ra, err := s.blobs.ReaderAt(ctx, desc)
 	if err != nil {
 		return ocispec.Descriptor{}, nil, err
 	}
@@ -102,7 +104,7 @@ func (s *Service) ResolveManifest(ctx context.Context, repo, ref string) (ocispe
 		return ocispec.Descriptor{}, nil, err
 	}
 	if json.Unmarshal(buf, &probe) != nil || probe.SchemaVersion != 2 || (probe.Manifests == nil && !(probe.Config != nil && probe.Config.Digest != "" && probe.Layers != nil)) {
-		return ocispec.Descriptor{}, nil, regErr(ENotFound, "MANIFEST_UNKNOWN", "%s is a blob, not a manifest", dg)
+		return ocispec.Descriptor{}, nil, regErr(builds.ENotFound, "MANIFEST_UNKNOWN", "%s is a blob, not a manifest", dg)
 	}
 	desc.MediaType = probe.MediaType
 	if desc.MediaType == "" {
@@ -121,14 +123,14 @@ func (s *Service) StatBlob(ctx context.Context, repo, ref string) (ocispec.Descr
 	}
 	dg, err := digest.Parse(ref)
 	if err != nil {
-		return ocispec.Descriptor{}, regErr(EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
+		return ocispec.Descriptor{}, regErr(builds.EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
 	}
 	if err := s.servable(ctx, repo, dg, "BLOB_UNKNOWN", "blob"); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	info, err := s.runner.content.Info(ctx, dg)
+	info, err := s.blobs.Info(ctx, dg)
 	if err != nil {
-		return ocispec.Descriptor{}, regErr(ENotFound, "BLOB_UNKNOWN", "blob %s is not stored here", dg)
+		return ocispec.Descriptor{}, regErr(builds.ENotFound, "BLOB_UNKNOWN", "blob %s is not stored here", dg)
 	}
 	return ocispec.Descriptor{Digest: dg, Size: info.Size}, nil
 }
@@ -139,23 +141,20 @@ func (s *Service) StatBlob(ctx context.Context, repo, ref string) (ocispec.Descr
 // the remote explorer fetched, an uploaded context, or another name's image
 // is not served, whatever the store holds.
 func (s *Service) servable(ctx context.Context, repo string, dg digest.Digest, code, what string) error {
-	ok, err := s.store.Servable(ctx, repo, dg.String())
+	ok, err := s.records.Servable(ctx, repo, dg.String())
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return regErr(ENotFound, code, "%s %s is not part of any image in %s", what, dg, repo)
+		return regErr(builds.ENotFound, code, "%s %s is not part of any image in %s", what, dg, repo)
 	}
 	return nil
 }
 
 // Catalog lists the repository names the pull API serves after last, at most n.
 func (s *Service) Catalog(ctx context.Context, last string, n int) ([]string, error) {
-	return s.store.PullNames(ctx, last, n)
+	return s.records.PullNames(ctx, last, n)
 }
-
-// Content is the blob store, for streaming.
-func (s *Service) Content() *ContentStore { return s.runner.content }
 
 // RepoTags lists a repository's tags after last, at most n.
 func (s *Service) RepoTags(ctx context.Context, repo, last string, n int) ([]string, error) {
@@ -163,9 +162,9 @@ func (s *Service) RepoTags(ctx context.Context, repo, last string, n int) ([]str
 		return nil, err
 	}
 	if repo == BuildsRepo {
-		return s.store.SucceededIDs(ctx, last, n)
+		return s.records.SucceededIDs(ctx, last, n)
 	}
-	return s.store.RepoTags(ctx, repo, last, n)
+	return s.records.RepoTags(ctx, repo, last, n)
 }
 
 // Referrers lists the manifests whose subject is ref, among the images of
@@ -179,16 +178,16 @@ func (s *Service) Referrers(ctx context.Context, repo, ref, artifactType string)
 	}
 	dg, err := digest.Parse(ref)
 	if err != nil {
-		return nil, regErr(EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
+		return nil, regErr(builds.EInvalid, "DIGEST_INVALID", "%q is not a digest", ref)
 	}
-	indexes, err := s.store.ReferringIndexes(ctx, repo, dg.String(), 50)
+	indexes, err := s.records.ReferringIndexes(ctx, repo, dg.String(), 50)
 	if err != nil {
 		return nil, err
 	}
 	out := []ocispec.Descriptor{}
 	seen := map[digest.Digest]bool{}
 	for _, idx := range indexes {
-		refs, err := s.referrers.get(ctx, s.runner.content, idx)
+		refs, err := s.referrers.get(ctx, s.blobs, idx)
 		if err != nil {
 			s.log.Warn("read referrers of an index", "index", idx, "err", err)
 			continue
@@ -212,11 +211,11 @@ type referrer struct {
 
 // referrerCache remembers each index's manifests that have a subject.
 type referrerCache struct {
-	digestCache[[]referrer]
+	content.DigestCache[[]referrer]
 }
 
-func (c *referrerCache) get(ctx context.Context, store *ContentStore, index string) ([]referrer, error) {
-	return c.load(index, func() ([]referrer, error) {
+func (c *referrerCache) get(ctx context.Context, store *content.Store, index string) ([]referrer, error) {
+	return c.Load(index, func() ([]referrer, error) {
 		d, err := digest.Parse(index)
 		if err != nil {
 			return nil, err
@@ -226,16 +225,16 @@ func (c *referrerCache) get(ctx context.Context, store *ContentStore, index stri
 			return nil, err
 		}
 		var idx ocispec.Index
-		if err := readJSON(ctx, store, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size}, &idx); err != nil {
+		if err := content.ReadJSON(ctx, store, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: info.Size}, &idx); err != nil {
 			return nil, err
 		}
 		refs := []referrer{}
 		for _, m := range idx.Manifests {
-			if !isManifest(m.MediaType) || m.Size > maxManifestSize {
+			if !content.IsManifest(m.MediaType) || m.Size > content.MaxManifestSize {
 				continue
 			}
 			var man ocispec.Manifest
-			if err := readJSON(ctx, store, m, &man); err != nil || man.Subject == nil {
+			if err := content.ReadJSON(ctx, store, m, &man); err != nil || man.Subject == nil {
 				continue
 			}
 			at := man.ArtifactType

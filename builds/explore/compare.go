@@ -1,8 +1,10 @@
-package builds
+package explore
 
 import (
 	"context"
 	"encoding/json"
+	"manifold/builds"
+	"manifold/builds/content"
 	"regexp"
 	"slices"
 	"sort"
@@ -71,17 +73,17 @@ var fromStep = regexp.MustCompile(`^\[([a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9.]+)?) [0-
 // Compare compares two builds (ids) or two manifests (digests).
 func (s *Service) Compare(ctx context.Context, a, b string) (*Comparison, error) {
 	if a == "" || b == "" {
-		return nil, CodeErrorf(EInvalid, "invalid_compare", "give two builds or two manifests: ?a=<id or digest>&b=<id or digest>")
+		return nil, builds.CodeErrorf(builds.EInvalid, "invalid_compare", "give two builds or two manifests: ?a=<id or digest>&b=<id or digest>")
 	}
 	c := &Comparison{A: a, B: b, Platforms: []PlatformComparison{}}
 	switch {
-	case ValidID(a) && ValidID(b):
+	case builds.ValidID(a) && builds.ValidID(b):
 		c.Kind = "builds"
-		ba, ra, err := s.result(ctx, a)
+		ba, ra, err := s.results.Result(ctx, a)
 		if err != nil {
 			return nil, err
 		}
-		bb, rb, err := s.result(ctx, b)
+		bb, rb, err := s.results.Result(ctx, b)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +127,7 @@ func (s *Service) Compare(ctx context.Context, a, b string) (*Comparison, error)
 		c.Kind = "manifests"
 		for _, x := range []string{a, b} {
 			if _, err := digest.Parse(x); err != nil {
-				return nil, CodeErrorf(EInvalid, "invalid_compare", "%q is neither a build id nor a manifest digest", x)
+				return nil, builds.CodeErrorf(builds.EInvalid, "invalid_compare", "%q is neither a build id nor a manifest digest", x)
 			}
 		}
 		pc := PlatformComparison{Platform: "a vs b"}
@@ -138,7 +140,7 @@ func (s *Service) Compare(ctx context.Context, a, b string) (*Comparison, error)
 }
 
 // baseImages lists the images a build's FROM steps pulled for a platform.
-func baseImages(b *Build, platform string) []string {
+func baseImages(b *builds.Build, platform string) []string {
 	var out []string
 	for _, st := range b.Steps {
 		if m := fromStep.FindStringSubmatch(st.Name); m != nil && m[1] == platform && !slices.Contains(out, m[2]) {
@@ -156,11 +158,11 @@ func (s *Service) side(ctx context.Context, ref string) (*ManifestSide, *ocispec
 	}
 	desc.MediaType = ocispec.MediaTypeImageManifest
 	var man ocispec.Manifest
-	if err := readJSON(ctx, s.runner.content, desc, &man); err != nil {
+	if err := content.ReadJSON(ctx, s.blobs, desc, &man); err != nil {
 		return nil, nil, err
 	}
 	if man.Config.Digest == "" {
-		return nil, nil, CodeErrorf(EInvalid, "not_a_manifest", "%s is not an image manifest", ref)
+		return nil, nil, builds.CodeErrorf(builds.EInvalid, "not_a_manifest", "%s is not an image manifest", ref)
 	}
 	side := &ManifestSide{Digest: desc.Digest.String(), ConfigDigest: man.Config.Digest.String(), Size: man.Config.Size, Layers: []string{}}
 	for _, l := range man.Layers {
@@ -168,7 +170,7 @@ func (s *Service) side(ctx context.Context, ref string) (*ManifestSide, *ocispec
 		side.Layers = append(side.Layers, l.Digest.String())
 	}
 	var img ocispec.Image
-	if err := readJSON(ctx, s.runner.content, man.Config, &img); err != nil {
+	if err := content.ReadJSON(ctx, s.blobs, man.Config, &img); err != nil {
 		return nil, nil, err
 	}
 	return side, &img, nil
@@ -211,7 +213,7 @@ func (s *Service) compareManifests(ctx context.Context, pc *PlatformComparison, 
 		name string
 		a, b any
 	}{
-		{"os/arch", FormatPlatform(imgA.OS, imgA.Architecture, imgA.Variant), FormatPlatform(imgB.OS, imgB.Architecture, imgB.Variant)},
+		{"os/arch", builds.FormatPlatform(imgA.OS, imgA.Architecture, imgA.Variant), builds.FormatPlatform(imgB.OS, imgB.Architecture, imgB.Variant)},
 		{"Entrypoint", imgA.Config.Entrypoint, imgB.Config.Entrypoint}, {"Cmd", imgA.Config.Cmd, imgB.Config.Cmd},
 		{"Env", imgA.Config.Env, imgB.Config.Env}, {"WorkingDir", imgA.Config.WorkingDir, imgB.Config.WorkingDir},
 		{"User", imgA.Config.User, imgB.Config.User}, {"ExposedPorts", imgA.Config.ExposedPorts, imgB.Config.ExposedPorts},

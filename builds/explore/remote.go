@@ -1,12 +1,14 @@
-package builds
+package explore
 
 import (
 	"context"
 	"fmt"
+	"manifold/builds"
+	"manifold/builds/content"
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
+	ccontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
@@ -30,49 +32,49 @@ func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, err
 	ref = strings.TrimSpace(ref)
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return RemoteRef{}, CodeErrorf(EInvalid, "invalid_reference", "%q is not an image reference like registry.example.com/team/app:1.2: %v", ref, err)
+		return RemoteRef{}, builds.CodeErrorf(builds.EInvalid, "invalid_reference", "%q is not an image reference like registry.example.com/team/app:1.2: %v", ref, err)
 	}
 	named = reference.TagNameOnly(named)
-	if err := s.runner.engine.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
+	if err := s.client.Check(ctx, "registry", reference.Domain(named)); err != nil {
 		return RemoteRef{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	resolver := s.runner.engine.resolver(ctx)
+	resolver := s.client.Resolver(ctx)
 	name, root, err := resolver.Resolve(ctx, named.String())
 	if err != nil {
-		if e, ok := refusedError("registry", "registry_error", err); ok {
+		if e, ok := builds.RefusedError("registry", "registry_error", err); ok {
 			return RemoteRef{}, e
 		}
 		if errdefs.IsNotFound(err) {
-			return RemoteRef{}, CodeErrorf(ENotFound, "remote_not_found", "the registry has no %s: %v", named, err)
+			return RemoteRef{}, builds.CodeErrorf(builds.ENotFound, "remote_not_found", "the registry has no %s: %v", named, err)
 		}
-		return RemoteRef{}, CodeErrorf(EUpstream, "registry_error", "the registry for %s did not answer as hoped: %v", reference.Domain(named), err)
+		return RemoteRef{}, builds.CodeErrorf(builds.EUpstream, "registry_error", "the registry for %s did not answer as hoped: %v", reference.Domain(named), err)
 	}
 	fetcher, err := resolver.Fetcher(ctx, name)
 	if err != nil {
-		if e, ok := refusedError("registry", "registry_error", err); ok {
+		if e, ok := builds.RefusedError("registry", "registry_error", err); ok {
 			return RemoteRef{}, e
 		}
-		return RemoteRef{}, CodeErrorf(EUpstream, "registry_error", "fetch from %s: %v", name, err)
+		return RemoteRef{}, builds.CodeErrorf(builds.EUpstream, "registry_error", "fetch from %s: %v", name, err)
 	}
 	repo := named.Name()
 	var layers []ocispec.Descriptor
 	var walk func(d ocispec.Descriptor, depth int) error
 	walk = func(d ocispec.Descriptor, depth int) error {
 		if depth > 4 {
-			return CodeErrorf(EInvalid, "too_deep", "the image nests indexes more than 4 deep")
+			return builds.CodeErrorf(builds.EInvalid, "too_deep", "the image nests indexes more than 4 deep")
 		}
-		if d.Size > maxManifestSize {
-			return CodeErrorf(EInvalid, "manifest_too_large", "%s is %d bytes; manifests and configs over %d bytes are not read", d.Digest, d.Size, maxManifestSize)
+		if d.Size > content.MaxManifestSize {
+			return builds.CodeErrorf(builds.EInvalid, "manifest_too_large", "%s is %d bytes; manifests and configs over %d bytes are not read", d.Digest, d.Size, content.MaxManifestSize)
 		}
 		if err := s.fetch(ctx, fetcher, d); err != nil {
 			return err
 		}
 		switch {
-		case isIndex(d.MediaType):
+		case content.IsIndex(d.MediaType):
 			var idx ocispec.Index
-			if err := readJSON(ctx, s.runner.content, d, &idx); err != nil {
+			if err := content.ReadJSON(ctx, s.blobs, d, &idx); err != nil {
 				return err
 			}
 			for _, m := range idx.Manifests {
@@ -80,12 +82,12 @@ func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, err
 					return err
 				}
 			}
-		case isManifest(d.MediaType):
+		case content.IsManifest(d.MediaType):
 			var m ocispec.Manifest
-			if err := readJSON(ctx, s.runner.content, d, &m); err != nil {
+			if err := content.ReadJSON(ctx, s.blobs, d, &m); err != nil {
 				return err
 			}
-			if m.Config.Size <= maxManifestSize {
+			if m.Config.Size <= content.MaxManifestSize {
 				if err := s.fetch(ctx, fetcher, m.Config); err != nil {
 					return err
 				}
@@ -97,7 +99,7 @@ func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, err
 	if err := walk(root, 0); err != nil {
 		return RemoteRef{}, err
 	}
-	if err := s.store.SaveOrigins(ctx, repo, layers); err != nil {
+	if err := s.records.SaveOrigins(ctx, repo, layers); err != nil {
 		return RemoteRef{}, err
 	}
 	return RemoteRef{Ref: named.String(), Name: repo, Digest: root.Digest.String(), MediaType: root.MediaType, Size: root.Size}, nil
@@ -105,38 +107,38 @@ func (s *Service) ExploreRemote(ctx context.Context, ref string) (RemoteRef, err
 
 // fetch copies one blob into the store unless it is there; the store checks the digest.
 func (s *Service) fetch(ctx context.Context, f remotes.Fetcher, d ocispec.Descriptor) error {
-	if _, err := s.runner.content.Info(ctx, d.Digest); err == nil {
+	if _, err := s.blobs.Info(ctx, d.Digest); err == nil {
 		return nil
 	}
 	rc, err := f.Fetch(ctx, d)
 	if err != nil {
-		if e, ok := refusedError("registry", "registry_error", err); ok {
+		if e, ok := builds.RefusedError("registry", "registry_error", err); ok {
 			return e
 		}
-		return CodeErrorf(EUpstream, "registry_error", "fetch %s: %v", d.Digest, err)
+		return builds.CodeErrorf(builds.EUpstream, "registry_error", "fetch %s: %v", d.Digest, err)
 	}
 	defer rc.Close()
-	if err := content.WriteBlob(ctx, s.runner.content, "remote-"+d.Digest.Encoded(), rc, d); err != nil && !errdefs.IsAlreadyExists(err) {
-		return CodeErrorf(EUpstream, "registry_error", "store %s: %v", d.Digest, err)
+	if err := ccontent.WriteBlob(ctx, s.blobs, "remote-"+d.Digest.Encoded(), rc, d); err != nil && !errdefs.IsAlreadyExists(err) {
+		return builds.CodeErrorf(builds.EUpstream, "registry_error", "store %s: %v", d.Digest, err)
 	}
 	return nil
 }
 
 // fetchOrigin fetches a remote layer that an explored image named, on first use.
 func (s *Service) fetchOrigin(ctx context.Context, dg string) error {
-	name, desc, ok, err := s.store.Origin(ctx, dg)
+	name, desc, ok, err := s.records.Origin(ctx, dg)
 	if err != nil || !ok {
 		return err
 	}
 	if named, err := reference.ParseNormalizedNamed(name); err == nil {
-		if err := s.runner.engine.checkRegistry(ctx, "registry", reference.Domain(named)); err != nil {
+		if err := s.client.Check(ctx, "registry", reference.Domain(named)); err != nil {
 			return err
 		}
 	}
-	resolver := s.runner.engine.resolver(ctx)
+	resolver := s.client.Resolver(ctx)
 	fetcher, err := resolver.Fetcher(ctx, name)
 	if err != nil {
-		if e, ok := refusedError("registry", "registry_error", err); ok {
+		if e, ok := builds.RefusedError("registry", "registry_error", err); ok {
 			return e
 		}
 		return fmt.Errorf("fetch from %s: %w", name, err)

@@ -1,10 +1,11 @@
-package builds
+package buildkit
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"manifold/builds"
 	"regexp"
 	"strings"
 	"time"
@@ -22,13 +23,13 @@ const (
 // recorder turns BuildKit's SolveStatus stream into steps, log lines and
 // warnings; it persists each batch, then publishes it to the hub.
 type recorder struct {
-	store   Store
-	hub     *Hub
+	store   builds.Store
+	hub     *builds.Hub
 	buildID string
 	log     *slog.Logger
 
-	steps      []*Step
-	byDigest   map[string]*Step
+	steps      []*builds.Step
+	byDigest   map[string]*builds.Step
 	partial    map[logKey][]byte
 	statusSeen map[string]bool
 	logBytes   int64
@@ -40,10 +41,10 @@ type logKey struct {
 	stream int
 }
 
-func newRecorder(store Store, hub *Hub, buildID string, log *slog.Logger) *recorder {
+func newRecorder(store builds.Store, hub *builds.Hub, buildID string, log *slog.Logger) *recorder {
 	return &recorder{
 		store: store, hub: hub, buildID: buildID, log: log,
-		byDigest: map[string]*Step{}, partial: map[logKey][]byte{}, statusSeen: map[string]bool{},
+		byDigest: map[string]*builds.Step{}, partial: map[logKey][]byte{}, statusSeen: map[string]bool{},
 	}
 }
 
@@ -73,18 +74,18 @@ func (r *recorder) run(ch <-chan *client.SolveStatus) {
 		}
 	}
 	// Output without a final newline is still output.
-	var events []Event
+	var events []builds.Event
 	for _, s := range r.steps {
 		events = r.flushPartial(s, events, time.Now().UTC())
 	}
 	r.persist(events, nil)
 }
 
-func (r *recorder) persist(events []Event, changed map[string]bool) {
+func (r *recorder) persist(events []builds.Event, changed map[string]bool) {
 	if len(events) == 0 && len(changed) == 0 {
 		return
 	}
-	var steps []Step
+	var steps []builds.Step
 	for _, s := range r.steps {
 		if changed[s.Digest] {
 			steps = append(steps, *s)
@@ -102,10 +103,10 @@ func (r *recorder) persist(events []Event, changed map[string]bool) {
 
 var stepPlatform = regexp.MustCompile(`^\[([a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9.]+)?)[ \]]`)
 
-func (r *recorder) step(digest string) *Step {
+func (r *recorder) step(digest string) *builds.Step {
 	s := r.byDigest[digest]
 	if s == nil {
-		s = &Step{Digest: digest, Number: len(r.steps) + 1}
+		s = &builds.Step{Digest: digest, Number: len(r.steps) + 1}
 		r.byDigest[digest] = s
 		r.steps = append(r.steps, s)
 	}
@@ -115,7 +116,7 @@ func (r *recorder) step(digest string) *Step {
 // apply folds one status update into the recorder's state, appending the
 // events it makes. Within one update, steps that start come first, then log
 // lines, then steps that finish, so a step's output precedes its DONE.
-func (r *recorder) apply(st *client.SolveStatus, events []Event, changed map[string]bool) ([]Event, map[string]bool) {
+func (r *recorder) apply(st *client.SolveStatus, events []builds.Event, changed map[string]bool) ([]builds.Event, map[string]bool) {
 	if changed == nil {
 		changed = map[string]bool{}
 	}
@@ -136,20 +137,20 @@ func (r *recorder) apply(st *client.SolveStatus, events []Event, changed map[str
 		}
 		r.statusSeen[vs.Vertex.String()+vs.ID] = true
 		s := r.step(vs.Vertex.String())
-		events = append(events, NewEvent(EventLog, LogEvent{
+		events = append(events, builds.NewEvent(builds.EventLog, builds.LogEvent{
 			Step: s.Digest, Number: s.Number, Stream: 0, Elapsed: -1, Text: statusText(vs), At: vs.Timestamp.UTC(),
 		}))
 	}
 	for _, w := range st.Warnings {
 		s := r.step(w.Vertex.String())
-		we := WarningEvent{Step: s.Digest, Number: s.Number, Short: string(w.Short), URL: w.URL}
+		we := builds.WarningEvent{Step: s.Digest, Number: s.Number, Short: string(w.Short), URL: w.URL}
 		if len(w.Detail) > 0 {
 			we.Detail = string(bytes.Join(w.Detail, []byte("\n")))
 		}
 		if len(w.Range) > 0 && w.Range[0].Start != nil {
 			we.Line = int(w.Range[0].Start.Line)
 		}
-		events = append(events, NewEvent(EventWarning, we))
+		events = append(events, builds.NewEvent(builds.EventWarning, we))
 	}
 	for _, v := range finishing {
 		events = r.flushPartial(r.step(v.Digest.String()), events, v.Completed.UTC())
@@ -158,12 +159,12 @@ func (r *recorder) apply(st *client.SolveStatus, events []Event, changed map[str
 	return events, changed
 }
 
-func (r *recorder) updateStep(v *client.Vertex, events []Event, changed map[string]bool) []Event {
+func (r *recorder) updateStep(v *client.Vertex, events []builds.Event, changed map[string]bool) []builds.Event {
 	s := r.step(v.Digest.String())
 	next := *s
 	next.Name = v.Name
 	if m := stepPlatform.FindStringSubmatch(v.Name); m != nil {
-		if p, err := ParsePlatform(m[1]); err == nil {
+		if p, err := builds.ParsePlatform(m[1]); err == nil {
 			next.Platform = p
 		}
 	}
@@ -182,10 +183,10 @@ func (r *recorder) updateStep(v *client.Vertex, events []Event, changed map[stri
 	} else if s.StartedAt != nil {
 		at = *s.StartedAt
 	}
-	return append(events, NewEvent(EventStep, StepEvent{Step: *s, At: at}))
+	return append(events, builds.NewEvent(builds.EventStep, builds.StepEvent{Step: *s, At: at}))
 }
 
-func sameStep(a, b Step) bool {
+func sameStep(a, b builds.Step) bool {
 	return a.Name == b.Name && a.Platform == b.Platform && a.Cached == b.Cached && a.Error == b.Error &&
 		timeEq(a.StartedAt, b.StartedAt) && timeEq(a.FinishedAt, b.FinishedAt)
 }
@@ -197,7 +198,7 @@ func timeEq(a, b *time.Time) bool {
 	return a.Equal(*b)
 }
 
-func (r *recorder) addLog(l *client.VertexLog, events []Event) []Event {
+func (r *recorder) addLog(l *client.VertexLog, events []builds.Event) []builds.Event {
 	s := r.step(l.Vertex.String())
 	key := logKey{s.Digest, l.Stream}
 	buf := append(r.partial[key], l.Data...)
@@ -221,7 +222,7 @@ func (r *recorder) addLog(l *client.VertexLog, events []Event) []Event {
 	return events
 }
 
-func (r *recorder) flushPartial(s *Step, events []Event, at time.Time) []Event {
+func (r *recorder) flushPartial(s *builds.Step, events []builds.Event, at time.Time) []builds.Event {
 	for _, stream := range []int{1, 2} {
 		key := logKey{s.Digest, stream}
 		if buf := r.partial[key]; len(buf) > 0 {
@@ -232,7 +233,7 @@ func (r *recorder) flushPartial(s *Step, events []Event, at time.Time) []Event {
 	return events
 }
 
-func (r *recorder) logLine(s *Step, stream int, line []byte, at time.Time, events []Event) []Event {
+func (r *recorder) logLine(s *builds.Step, stream int, line []byte, at time.Time, events []builds.Event) []builds.Event {
 	if r.truncated {
 		return events
 	}
@@ -250,7 +251,7 @@ func (r *recorder) logLine(s *Step, stream int, line []byte, at time.Time, event
 	if s.StartedAt != nil {
 		elapsed = at.Sub(*s.StartedAt).Seconds()
 	}
-	return append(events, NewEvent(EventLog, LogEvent{Step: s.Digest, Number: s.Number, Stream: stream, Elapsed: elapsed, Text: text, At: at}))
+	return append(events, builds.NewEvent(builds.EventLog, builds.LogEvent{Step: s.Digest, Number: s.Number, Stream: stream, Elapsed: elapsed, Text: text, At: at}))
 }
 
 // statusText formats a finished progress status the way buildctl's plain output does.

@@ -1,4 +1,4 @@
-package builds
+package registry
 
 import (
 	"context"
@@ -19,12 +19,13 @@ import (
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 
-	"manifold/builds/outbound"
+	"manifold/builds"
+	"manifold/outbound"
 )
 
-// RegistryCredential is what Manifold keeps for one registry host. The
+// Credential is what Manifold keeps for one registry host. The
 // password is stored sealed and never leaves this package.
-type RegistryCredential struct {
+type Credential struct {
 	Host      string    `json:"host"`
 	Username  string    `json:"username"`
 	Insecure  bool      `json:"insecure"`
@@ -33,15 +34,15 @@ type RegistryCredential struct {
 
 // CredentialStore keeps sealed registry credentials. The db package implements it.
 type CredentialStore interface {
-	PutCredential(ctx context.Context, c RegistryCredential, sealed []byte) error
-	GetCredential(ctx context.Context, host string) (RegistryCredential, []byte, bool, error)
-	ListCredentials(ctx context.Context) ([]RegistryCredential, error)
+	PutCredential(ctx context.Context, c Credential, sealed []byte) error
+	GetCredential(ctx context.Context, host string) (Credential, []byte, bool, error)
+	ListCredentials(ctx context.Context) ([]Credential, error)
 	DeleteCredential(ctx context.Context, host string) (bool, error)
 }
 
-// Registries manages registry credentials, sealed with AES-GCM under a key
+// Credentials manages registry credentials, sealed with AES-GCM under a key
 // file, and hands them to BuildKit and to pushes from the store.
-type Registries struct {
+type Credentials struct {
 	store  CredentialStore
 	aead   cipher.AEAD
 	policy *outbound.Policy
@@ -50,7 +51,7 @@ type Registries struct {
 // SetPolicy sets the outbound policy that registry hosts must pass before
 // credentials are stored for them (nil refuses every non-public address).
 // It is called once, while wiring, before anything is served.
-func (r *Registries) SetPolicy(p *outbound.Policy) { r.policy = p }
+func (r *Credentials) SetPolicy(p *outbound.Policy) { r.policy = p }
 
 // LoadKey reads the 32-byte key at path (hex), creating it with mode 0600 on
 // first start. A key file others may read is refused.
@@ -91,8 +92,8 @@ func LoadKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// NewRegistries seals credentials with key (32 bytes).
-func NewRegistries(store CredentialStore, key []byte) (*Registries, error) {
+// NewCredentials seals credentials with key (32 bytes).
+func NewCredentials(store CredentialStore, key []byte) (*Credentials, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -101,16 +102,16 @@ func NewRegistries(store CredentialStore, key []byte) (*Registries, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Registries{store: store, aead: aead}, nil
+	return &Credentials{store: store, aead: aead}, nil
 }
 
 // Seal seals plain with associated data ad (accounts seal build secrets with it).
-func (r *Registries) Seal(plain, ad string) ([]byte, error) { return r.seal(plain, ad) }
+func (r *Credentials) Seal(plain, ad string) ([]byte, error) { return r.seal(plain, ad) }
 
 // Open opens what Seal sealed with the same associated data.
-func (r *Registries) Open(sealed []byte, ad string) (string, error) { return r.open(sealed, ad) }
+func (r *Credentials) Open(sealed []byte, ad string) (string, error) { return r.open(sealed, ad) }
 
-func (r *Registries) seal(plain, host string) ([]byte, error) {
+func (r *Credentials) seal(plain, host string) ([]byte, error) {
 	nonce := make([]byte, r.aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
@@ -119,7 +120,7 @@ func (r *Registries) seal(plain, host string) ([]byte, error) {
 	return r.aead.Seal(nonce, nonce, []byte(plain), []byte(host)), nil
 }
 
-func (r *Registries) open(sealed []byte, host string) (string, error) {
+func (r *Credentials) open(sealed []byte, host string) (string, error) {
 	n := r.aead.NonceSize()
 	if len(sealed) < n {
 		return "", errors.New("sealed credential is too short")
@@ -142,44 +143,44 @@ func NormalizeHost(h string) (string, error) {
 		h = "docker.io"
 	}
 	if h == "" || len(h) > 255 || !hostPattern.MatchString(h) {
-		return "", CodeErrorf(EInvalid, "invalid_registry", "%q is not a registry host; give host or host:port, like registry.example.com:5000", h)
+		return "", builds.CodeErrorf(builds.EInvalid, "invalid_registry", "%q is not a registry host; give host or host:port, like registry.example.com:5000", h)
 	}
 	return h, nil
 }
 
 // Set stores (or replaces) the credential for host.
-func (r *Registries) Set(ctx context.Context, host, username, password string, insecure bool) (RegistryCredential, error) {
+func (r *Credentials) Set(ctx context.Context, host, username, password string, insecure bool) (Credential, error) {
 	h, err := NormalizeHost(host)
 	if err != nil {
-		return RegistryCredential{}, err
+		return Credential{}, err
 	}
 	if len(username) > 256 || len(password) > 8192 || strings.ContainsAny(username, "\x00\n:") {
-		return RegistryCredential{}, CodeErrorf(EInvalid, "invalid_credential", "the username or password is too long or holds characters a registry login cannot")
+		return Credential{}, builds.CodeErrorf(builds.EInvalid, "invalid_credential", "the username or password is too long or holds characters a registry login cannot")
 	}
 	if (username == "") != (password == "") {
-		return RegistryCredential{}, CodeErrorf(EInvalid, "invalid_credential", "give both a username and a password, or neither (to only mark the registry insecure)")
+		return Credential{}, builds.CodeErrorf(builds.EInvalid, "invalid_credential", "give both a username and a password, or neither (to only mark the registry insecure)")
 	}
 	// Credentials for an address the policy refuses would only ever be sent there.
-	host, port := splitHostPort(h, "443")
+	host, port := builds.SplitHostPort(h, "443")
 	if err := r.policy.Check(ctx, host, port); err != nil {
-		e, _ := refusedError("registry", "invalid_registry", err)
-		return RegistryCredential{}, e
+		e, _ := builds.RefusedError("registry", "invalid_registry", err)
+		return Credential{}, e
 	}
 	sealed, err := r.seal(password, h)
 	if err != nil {
-		return RegistryCredential{}, err
+		return Credential{}, err
 	}
-	c := RegistryCredential{Host: h, Username: username, Insecure: insecure, UpdatedAt: time.Now().UTC()}
+	c := Credential{Host: h, Username: username, Insecure: insecure, UpdatedAt: time.Now().UTC()}
 	return c, r.store.PutCredential(ctx, c, sealed)
 }
 
 // List returns every stored credential, without passwords.
-func (r *Registries) List(ctx context.Context) ([]RegistryCredential, error) {
+func (r *Credentials) List(ctx context.Context) ([]Credential, error) {
 	return r.store.ListCredentials(ctx)
 }
 
 // Delete removes host's credential.
-func (r *Registries) Delete(ctx context.Context, host string) error {
+func (r *Credentials) Delete(ctx context.Context, host string) error {
 	h, err := NormalizeHost(host)
 	if err != nil {
 		return err
@@ -189,13 +190,13 @@ func (r *Registries) Delete(ctx context.Context, host string) error {
 		return err
 	}
 	if !ok {
-		return CodeErrorf(ENotFound, "registry_not_found", "no credential is stored for %s", h)
+		return builds.CodeErrorf(builds.ENotFound, "registry_not_found", "no credential is stored for %s", h)
 	}
 	return nil
 }
 
 // login returns host's username and password ("" when none) and whether plain HTTP is allowed.
-func (r *Registries) login(ctx context.Context, host string) (user, pass string, insecure bool, err error) {
+func (r *Credentials) login(ctx context.Context, host string) (user, pass string, insecure bool, err error) {
 	h, err := NormalizeHost(host)
 	if err != nil {
 		return "", "", false, nil
@@ -214,7 +215,7 @@ func (r *Registries) login(ctx context.Context, host string) (user, pass string,
 
 // Insecure reports whether host was configured for plain HTTP. Loopback
 // registries are always allowed plain HTTP, as BuildKit and containerd do.
-func (r *Registries) Insecure(ctx context.Context, host string) bool {
+func (r *Credentials) Insecure(ctx context.Context, host string) bool {
 	if isLoopbackHost(host) {
 		return true
 	}
@@ -224,13 +225,13 @@ func (r *Registries) Insecure(ctx context.Context, host string) bool {
 
 // isLoopbackHost reads host[:port] with the outbound policy's normaliser.
 func isLoopbackHost(host string) bool {
-	h, _ := splitHostPort(host, "")
+	h, _ := builds.SplitHostPort(host, "")
 	return outbound.IsLoopback(h)
 }
 
 // authProvider hands the credentials to BuildKit through the session, for
 // pulls of private base images and for pushes.
-func (r *Registries) authProvider() session.Attachable {
+func (r *Credentials) AuthProvider() session.Attachable {
 	return authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 		AuthConfigProvider: func(ctx context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
 			user, pass, _, err := r.login(ctx, host)

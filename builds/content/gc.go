@@ -1,11 +1,12 @@
-package builds
+package content
 
 import (
 	"context"
+	"manifold/builds"
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
+	ccontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -35,15 +36,15 @@ type GCReport struct {
 	DurationMS     int64    `json:"duration_ms"`
 }
 
-// digestCache remembers what was read from content-addressed blobs, by
+// DigestCache remembers what was read from content-addressed blobs, by
 // digest: never stale. It forgets everything past 10,000 entries.
-type digestCache[T any] struct {
+type DigestCache[T any] struct {
 	mu sync.Mutex
 	m  map[string]T
 }
 
-// load returns the cached value for key, or calls read and keeps its result.
-func (c *digestCache[T]) load(key string, read func() (T, error)) (T, error) {
+// Load returns the cached value for key, or calls read and keeps its result.
+func (c *DigestCache[T]) Load(key string, read func() (T, error)) (T, error) {
 	c.mu.Lock()
 	v, ok := c.m[key]
 	c.mu.Unlock()
@@ -65,11 +66,11 @@ func (c *digestCache[T]) load(key string, read func() (T, error)) (T, error) {
 
 // reachCache remembers each image's blobs.
 type reachCache struct {
-	digestCache[[]ocispec.Descriptor]
+	DigestCache[[]ocispec.Descriptor]
 }
 
-func (c *reachCache) get(ctx context.Context, s *ContentStore, index string) ([]ocispec.Descriptor, error) {
-	return c.load(index, func() ([]ocispec.Descriptor, error) {
+func (c *reachCache) get(ctx context.Context, s *Store, index string) ([]ocispec.Descriptor, error) {
+	return c.Load(index, func() ([]ocispec.Descriptor, error) {
 		d, err := digest.Parse(index)
 		if err != nil {
 			return nil, err
@@ -93,13 +94,13 @@ func (s *Service) CollectGarbage(ctx context.Context, ret Retention) (GCReport, 
 		cutoff = time.Now().Add(-ret.MaxAge)
 	}
 	if !cutoff.IsZero() || ret.PerTag > 0 {
-		ids, err := s.store.RetentionCandidates(ctx, cutoff, ret.PerTag)
+		ids, err := s.records.RetentionCandidates(ctx, cutoff, ret.PerTag)
 		if err != nil {
 			return rep, err
 		}
 		for _, id := range ids {
-			if err := s.store.DeleteBuild(ctx, id); err != nil {
-				if k := ErrorKind(err); k != EConflict && k != ENotFound { // not "running again" or "gone already"
+			if err := s.records.DeleteBuild(ctx, id); err != nil {
+				if k := builds.ErrorKind(err); k != builds.EConflict && k != builds.ENotFound { // not "running again" or "gone already"
 					s.log.Warn("gc: remove a build", "build_id", id, "err", err)
 				}
 				continue
@@ -108,14 +109,14 @@ func (s *Service) CollectGarbage(ctx context.Context, ret Retention) (GCReport, 
 		}
 	}
 
-	s.runner.gcMu.Lock()
-	defer s.runner.gcMu.Unlock()
-	roots, err := s.store.BuildRoots(ctx)
+	s.blobs.gc.Lock()
+	defer s.blobs.gc.Unlock()
+	roots, err := s.records.BuildRoots(ctx)
 	if err != nil {
 		return rep, err
 	}
 	marked := map[digest.Digest]bool{}
-	store := s.runner.content
+	store := s.blobs
 	for _, r := range roots {
 		if r.ContextDigest != "" {
 			marked[digest.Digest(r.ContextDigest)] = true
@@ -139,8 +140,8 @@ func (s *Service) CollectGarbage(ctx context.Context, ret Retention) (GCReport, 
 		grace = gcGrace
 	}
 	fresh := time.Now().Add(-grace)
-	var doomed []content.Info
-	err = store.Walk(ctx, func(info content.Info) error {
+	var doomed []ccontent.Info
+	err = store.Walk(ctx, func(info ccontent.Info) error {
 		if marked[info.Digest] || info.CreatedAt.After(fresh) || info.UpdatedAt.After(fresh) {
 			rep.KeptBlobs++
 			rep.KeptBytes += info.Size
@@ -191,9 +192,9 @@ type Usage struct {
 
 // BuildUsage is one build's share of the store.
 type BuildUsage struct {
-	ID     string `json:"id"`
-	Status Status `json:"status"`
-	Pinned bool   `json:"pinned"`
+	ID     string        `json:"id"`
+	Status builds.Status `json:"status"`
+	Pinned bool          `json:"pinned"`
 	// UniqueBytes are freed when this build goes; SharedBytes are used by others too.
 	UniqueBytes int64 `json:"unique_bytes"`
 	SharedBytes int64 `json:"shared_bytes"`
@@ -223,15 +224,15 @@ func (s *Service) StorageUsage(ctx context.Context, page UsagePage) (Usage, erro
 		page.Sort = "newest"
 	case "newest", "size":
 	default:
-		return Usage{}, CodeErrorf(EInvalid, "invalid_sort", "sort=%q is not newest or size", page.Sort)
+		return Usage{}, builds.CodeErrorf(builds.EInvalid, "invalid_sort", "sort=%q is not newest or size", page.Sort)
 	}
 	if page.Limit <= 0 {
 		page.Limit = 50
 	}
 	if page.Limit > 500 {
-		return Usage{}, CodeErrorf(EInvalid, "invalid_limit", "limit %d is too large; ask for at most 500 builds a page", page.Limit)
+		return Usage{}, builds.CodeErrorf(builds.EInvalid, "invalid_limit", "limit %d is too large; ask for at most 500 builds a page", page.Limit)
 	}
-	t, err := s.store.StorageTotals(ctx)
+	t, err := s.records.StorageTotals(ctx)
 	if err != nil {
 		return Usage{}, err
 	}
@@ -241,7 +242,7 @@ func (s *Service) StorageUsage(ctx context.Context, page UsagePage) (Usage, erro
 	}
 	u := Usage{TotalBytes: total, Blobs: blobs, ReferencedBytes: t.ReferencedBytes, SharedBytes: t.SharedBytes,
 		Unreachable: max(0, total-t.ReferencedBytes), BuildCount: t.Builds, Sort: page.Sort}
-	u.Builds, u.Next, err = s.store.BuildUsages(ctx, page)
+	u.Builds, u.Next, err = s.records.BuildUsages(ctx, page)
 	return u, err
 }
 
@@ -256,7 +257,7 @@ func (s *Service) storeSize(ctx context.Context, t StorageTotals) (int64, int, e
 	}
 	var total int64
 	var blobs int
-	if err := s.runner.content.Walk(ctx, func(info content.Info) error {
+	if err := s.blobs.Walk(ctx, func(info ccontent.Info) error {
 		total += info.Size
 		blobs++
 		return nil
@@ -275,24 +276,24 @@ func (s *Service) forgetStoreSize() {
 }
 
 // Pin keeps a build from retention and collection; Unpin lets it go again.
-func (s *Service) Pin(ctx context.Context, id string, pinned bool) (*Build, error) {
-	if _, err := s.Get(ctx, id); err != nil {
+func (s *Service) Pin(ctx context.Context, id string, pinned bool) (*builds.Build, error) {
+	if _, err := s.builds.Get(ctx, id); err != nil {
 		return nil, err
 	}
-	if err := s.store.SetPinned(ctx, id, pinned); err != nil {
+	if err := s.records.SetPinned(ctx, id, pinned); err != nil {
 		return nil, err
 	}
-	return s.store.GetBuild(ctx, id)
+	return s.records.GetBuild(ctx, id)
 }
 
 // Delete removes a finished build; its blobs go at the next collection.
 func (s *Service) Delete(ctx context.Context, id string) error {
-	b, err := s.Get(ctx, id)
+	b, err := s.builds.Get(ctx, id)
 	if err != nil {
 		return err
 	}
 	if b.Pinned {
-		return CodeErrorf(EConflict, "build_pinned", "build %s is pinned; unpin it first", id)
+		return builds.CodeErrorf(builds.EConflict, "build_pinned", "build %s is pinned; unpin it first", id)
 	}
-	return s.store.DeleteBuild(ctx, id)
+	return s.records.DeleteBuild(ctx, id)
 }

@@ -1,4 +1,4 @@
-package builds
+package explore
 
 import (
 	"encoding/json"
