@@ -159,27 +159,15 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 			return nil, err
 		}
 	}
-	df := req.Dockerfile
-	hasContext := req.Upload != nil || req.Git != nil
-	switch {
-	case req.DockerfilePath != "" && !hasContext:
-		return nil, CodeErrorf(EInvalid, "invalid_path", "dockerfile_path names a file in the context, but there is no context; upload one or give \"git\"")
-	case strings.TrimSpace(df) == "" && !hasContext:
-		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is empty; give the Dockerfile text in \"dockerfile\", starting with a FROM line, or a context that holds one")
-	case df != "" && strings.TrimSpace(df) == "":
-		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is blank; give its text, starting with a FROM line, or leave \"dockerfile\" out to use the context's")
-	case len(df) > MaxDockerfileSize:
-		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is %d bytes; the limit is %d bytes", len(df), MaxDockerfileSize)
-	case strings.ContainsRune(df, 0):
-		return nil, CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile contains a NUL byte; send it as plain text")
-	case req.Upload != nil && req.Git != nil:
-		return nil, CodeErrorf(EInvalid, "invalid_context", "give either an uploaded context or a git context, not both")
-	case req.DockerfilePath != "" && df != "":
-		return nil, CodeErrorf(EInvalid, "invalid_path", "give either the Dockerfile text or dockerfile_path, not both")
+	if err := checkInputs(req); err != nil {
+		return nil, err
 	}
 	plats, err := ParsePlatforms(req.Platforms)
 	if err != nil {
 		return nil, err
+	}
+	if len(plats) > 16 {
+		return nil, CodeErrorf(EInvalid, "invalid_platform", "%d platforms asked for; at most 16 fit in one build", len(plats))
 	}
 	opts, err := req.Options.Validate()
 	if err != nil {
@@ -188,80 +176,31 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	if err := s.frontends.CheckBuildArgs(opts.BuildArgs); err != nil {
 		return nil, err
 	}
-	if err := s.frontends.CheckDockerfile([]byte(df)); err != nil {
+	if err := s.frontends.CheckDockerfile([]byte(req.Dockerfile)); err != nil {
 		return nil, err
 	}
-	opts.Context = Source{Type: "none"}
-	switch {
-	case req.Upload != nil:
-		want := ""
-		if df == "" {
-			want = opts.DockerfilePath
-			if want == "" {
-				want = "Dockerfile"
-			}
-		}
-		files, found, err := ScanContext(ctx, s.uploads, req.Upload.Digest, s.limits, want)
-		if err != nil {
-			return nil, err
-		}
-		if want != "" && !found[want] {
-			return nil, CodeErrorf(EInvalid, "invalid_path", "the context has no file %q; give dockerfile_path, or the Dockerfile text in \"dockerfile\"", want)
-		}
-		opts.Context = Source{Type: "upload", Digest: req.Upload.Digest, Size: req.Upload.Size, Files: files}
-	case opts.Git != nil:
-		if err := CheckGit(ctx, s.outbound, *opts.Git); err != nil {
-			return nil, err
-		}
-		opts.Context = Source{Type: "git"}
+	if opts.Context, err = s.checkContext(ctx, req, opts); err != nil {
+		return nil, err
 	}
-	if len(plats) > 16 {
-		return nil, CodeErrorf(EInvalid, "invalid_platform", "%d platforms asked for; at most 16 fit in one build", len(plats))
-	}
-	tags, err := ParseTags(req.Tags)
+	tags, err := s.checkTags(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if req.Push && len(tags) == 0 {
-		return nil, CodeErrorf(EInvalid, "invalid_tag", "push needs at least one tag naming where to push, like registry.example.com/team/app:1.2")
-	}
-	tagNames := []string{}
-	for _, t := range tags {
-		if req.Push {
-			// Refused before anything is stored: the push runs after the build, from the store.
-			if err := CheckRegistry(ctx, s.outbound, "push target "+t.Full+": registry", t.Host()); err != nil {
-				return nil, err
-			}
-		}
-		tagNames = append(tagNames, t.Full)
-	}
-	avail, _ := s.Platforms(ctx)
-	reachable := len(avail) > 0
-	if len(plats) == 0 {
-		if reachable {
-			plats = []string{avail[0]}
-		} else {
-			plats = []string{"linux/" + runtime.GOARCH}
-		}
-	}
-	// When no daemon answers, the build is still recorded: it fails with a
-	// message that says BuildKit is unreachable, rather than the request hanging.
-	if reachable {
-		for _, p := range plats {
-			if !slices.Contains(avail, p) {
-				return nil, CodeErrorf(EInvalid, "unsupported_platform",
-					"no BuildKit node can build %s; available platforms: %s", p, strings.Join(avail, ", "))
-			}
-		}
+	if plats, err = s.choosePlatforms(ctx, plats); err != nil {
+		return nil, err
 	}
 	now := time.Now().UTC()
 	id := NewID(now)
+	tagNames := []string{}
+	for _, t := range tags {
+		tagNames = append(tagNames, t.Full)
+	}
 	b := &Build{
 		ID:         id,
 		Status:     StatusQueued,
 		Platforms:  plats,
 		CreatedAt:  now,
-		Dockerfile: df,
+		Dockerfile: req.Dockerfile,
 		Options:    opts,
 		Ref:        id,
 		Manifests:  []Manifest{},
@@ -270,24 +209,131 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		PushWanted: req.Push,
 		CreatedBy:  req.CreatedBy,
 	}
-	s.admit.Lock()
-	defer s.admit.Unlock()
-	if max := s.runner.maxQueued; max > 0 {
-		n, err := s.store.CountQueued(ctx, req.CreatedBy)
-		if err != nil {
-			return nil, err
-		}
-		if n >= max {
-			return nil, CodeErrorf(ETooMany, "queue_full", "you already have %d builds waiting in the queue, the most one user may have; wait for one to start, or cancel one", n)
-		}
+	if err := s.admitAndQueue(ctx, b, tags); err != nil {
+		return nil, err
 	}
-	if err := s.store.CreateBuild(ctx, b, tags); err != nil {
-		return nil, fmt.Errorf("record build: %w", err)
-	}
-	s.runner.Enqueue(id)
 	s.log.Info("build queued", "build_id", id, "platforms", strings.Join(plats, ","))
 	s.audit(ctx, req.CreatedBy, "build.start", id, req.ClientIP, strings.Join(plats, ","))
 	return b, nil
+}
+
+// checkInputs checks that a request names one Dockerfile and at most one context.
+func checkInputs(req Request) error {
+	df := req.Dockerfile
+	hasContext := req.Upload != nil || req.Git != nil
+	switch {
+	case req.DockerfilePath != "" && !hasContext:
+		return CodeErrorf(EInvalid, "invalid_path", "dockerfile_path names a file in the context, but there is no context; upload one or give \"git\"")
+	case strings.TrimSpace(df) == "" && !hasContext:
+		return CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is empty; give the Dockerfile text in \"dockerfile\", starting with a FROM line, or a context that holds one")
+	case df != "" && strings.TrimSpace(df) == "":
+		return CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is blank; give its text, starting with a FROM line, or leave \"dockerfile\" out to use the context's")
+	case len(df) > MaxDockerfileSize:
+		return CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile is %d bytes; the limit is %d bytes", len(df), MaxDockerfileSize)
+	case strings.ContainsRune(df, 0):
+		return CodeErrorf(EInvalid, "invalid_dockerfile", "the Dockerfile contains a NUL byte; send it as plain text")
+	case req.Upload != nil && req.Git != nil:
+		return CodeErrorf(EInvalid, "invalid_context", "give either an uploaded context or a git context, not both")
+	case req.DockerfilePath != "" && df != "":
+		return CodeErrorf(EInvalid, "invalid_path", "give either the Dockerfile text or dockerfile_path, not both")
+	}
+	return nil
+}
+
+// checkContext checks the build's context and says where it comes from: an
+// upload is scanned (and must hold the Dockerfile when no text was given),
+// a git host must pass the outbound policy.
+func (s *Service) checkContext(ctx context.Context, req Request, opts Options) (Source, error) {
+	switch {
+	case req.Upload != nil:
+		want := ""
+		if req.Dockerfile == "" {
+			want = opts.DockerfilePath
+			if want == "" {
+				want = "Dockerfile"
+			}
+		}
+		files, found, err := ScanContext(ctx, s.uploads, req.Upload.Digest, s.limits, want)
+		if err != nil {
+			return Source{}, err
+		}
+		if want != "" && !found[want] {
+			return Source{}, CodeErrorf(EInvalid, "invalid_path", "the context has no file %q; give dockerfile_path, or the Dockerfile text in \"dockerfile\"", want)
+		}
+		return Source{Type: "upload", Digest: req.Upload.Digest, Size: req.Upload.Size, Files: files}, nil
+	case opts.Git != nil:
+		if err := CheckGit(ctx, s.outbound, *opts.Git); err != nil {
+			return Source{}, err
+		}
+		return Source{Type: "git"}, nil
+	}
+	return Source{Type: "none"}, nil
+}
+
+// checkTags parses the tags; when the build pushes, each registry must pass
+// the outbound policy now, before anything is stored (the push runs after
+// the build, from the store).
+func (s *Service) checkTags(ctx context.Context, req Request) ([]TagRef, error) {
+	tags, err := ParseTags(req.Tags)
+	if err != nil {
+		return nil, err
+	}
+	if req.Push && len(tags) == 0 {
+		return nil, CodeErrorf(EInvalid, "invalid_tag", "push needs at least one tag naming where to push, like registry.example.com/team/app:1.2")
+	}
+	if req.Push {
+		for _, t := range tags {
+			if err := CheckRegistry(ctx, s.outbound, "push target "+t.Full+": registry", t.Host()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return tags, nil
+}
+
+// choosePlatforms fills in the first available platform when none was asked
+// for, and refuses a platform no answering node can build. When no node
+// answers, the build is still recorded: it fails with a message that says
+// BuildKit is unreachable, rather than the request hanging.
+func (s *Service) choosePlatforms(ctx context.Context, plats []string) ([]string, error) {
+	avail, _ := s.Platforms(ctx)
+	reachable := len(avail) > 0
+	if len(plats) == 0 {
+		if reachable {
+			return []string{avail[0]}, nil
+		}
+		return []string{"linux/" + runtime.GOARCH}, nil
+	}
+	if reachable {
+		for _, p := range plats {
+			if !slices.Contains(avail, p) {
+				return nil, CodeErrorf(EInvalid, "unsupported_platform",
+					"no BuildKit node can build %s; available platforms: %s", p, strings.Join(avail, ", "))
+			}
+		}
+	}
+	return plats, nil
+}
+
+// admitAndQueue records b and queues it, unless its user already has as
+// many builds waiting as one user may: counting and recording are one step.
+func (s *Service) admitAndQueue(ctx context.Context, b *Build, tags []TagRef) error {
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	if max := s.runner.maxQueued; max > 0 {
+		n, err := s.store.CountQueued(ctx, b.CreatedBy)
+		if err != nil {
+			return err
+		}
+		if n >= max {
+			return CodeErrorf(ETooMany, "queue_full", "you already have %d builds waiting in the queue, the most one user may have; wait for one to start, or cancel one", n)
+		}
+	}
+	if err := s.store.CreateBuild(ctx, b, tags); err != nil {
+		return fmt.Errorf("record build: %w", err)
+	}
+	s.runner.Enqueue(b.ID)
+	return nil
 }
 
 // AccountsPolicy is what the Service asks of the account service: whether

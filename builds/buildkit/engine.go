@@ -96,60 +96,20 @@ func (e *Engine) Node() *Node { return e.node }
 // records progress as steps and log lines, reads the stored result and
 // pushes the tags asked for.
 func (e *Engine) Solve(ctx context.Context, b *builds.Build, log *slog.Logger) builds.Result {
-	fail := func(format string, args ...any) builds.Result {
-		return builds.Result{Status: builds.StatusFailed, Error: fmt.Sprintf(format, args...)}
-	}
 	if st := e.node.RecentStatus(ctx, 5*time.Second); !st.OK {
-		return fail("%s", st.Error)
+		return failed("%s", st.Error)
 	}
 	dir, err := os.MkdirTemp(e.workDir, "build-"+b.ID+"-")
 	if err != nil {
-		return fail("prepare the build folder: %v", err)
+		return failed("prepare the build folder: %v", err)
 	}
 	defer os.RemoveAll(dir)
-	spec := solveSpec{
-		Ref: b.Ref, Platforms: b.Platforms, Options: b.Options, Store: e.blobs,
-		DockerfileName: b.DockerfilePath, Git: b.Git,
-	}
-	if b.Dockerfile != "" {
-		spec.DockerfileDir, spec.DockerfileName = filepath.Join(dir, "dockerfile"), "Dockerfile"
-		if err := os.Mkdir(spec.DockerfileDir, 0o700); err != nil {
-			return fail("prepare the build folder: %v", err)
-		}
-		if err := os.WriteFile(filepath.Join(spec.DockerfileDir, "Dockerfile"), []byte(b.Dockerfile), 0o600); err != nil {
-			return fail("write the Dockerfile: %v", err)
-		}
-	}
-	if b.Git == nil {
-		spec.ContextDir = filepath.Join(dir, "context")
-		if err := os.Mkdir(spec.ContextDir, 0o700); err != nil {
-			return fail("prepare the build folder: %v", err)
-		}
-		if b.Context.Type == "upload" {
-			if err := builds.ExtractContext(ctx, e.blobs, b.Context.Digest, spec.ContextDir, e.limits); err != nil {
-				return fail("unpack the uploaded context: %s", err.Error())
-			}
-		}
-	}
-	noForward, err := e.frontends.CheckRun(b, spec.ContextDir, b.DockerfilePath)
+	spec, err := e.inputs(ctx, b, dir)
 	if err != nil {
-		return fail("%s", err.Error())
+		return failed("%s", err.Error())
 	}
-	spec.NoForward, spec.NoNetwork = noForward, e.network == builds.NetworkNone
-
-	if creds := e.registry.Credentials(); creds != nil {
-		spec.Session = []session.Attachable{creds.AuthProvider()}
-	}
-	if len(b.Secrets) > 0 {
-		if e.secrets == nil {
-			return fail("this server keeps no build secrets")
-		}
-		vals, err := e.secrets.BuildSecrets(ctx, b.CreatedBy, b.Secrets)
-		if err != nil {
-			return fail("open the build's secrets: %v", err)
-		}
-		// Handed to BuildKit through the session only: never logged, never stored in clear.
-		spec.Session = append(spec.Session, secretsprovider.FromMap(vals))
+	if spec.Session, err = e.sessions(ctx, b); err != nil {
+		return failed("%s", err.Error())
 	}
 	// BuildKit asks the outbound policy about every source it loads (ADD URLs, git, images).
 	spec.SourcePolicy = e.sourcePolicy()
@@ -157,29 +117,98 @@ func (e *Engine) Solve(ctx context.Context, b *builds.Build, log *slog.Logger) b
 	resp, err := e.node.solve(ctx, spec, rec.run)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fail("%s", context.Cause(ctx))
+			return failed("%s", context.Cause(ctx))
 		}
 		return e.failure(err, rec, b)
 	}
-	root, err := rootDescriptor(resp.ExporterResponse)
+	res, root, err := e.result(context.WithoutCancel(ctx), resp.ExporterResponse)
 	if err != nil {
-		return fail("read the build result: %v", err)
+		return failed("%s", err.Error())
 	}
-	manifests, err := content.ReadManifests(context.WithoutCancel(ctx), e.blobs, root)
-	if err != nil {
-		return fail("read the image index %s: %v", root.Digest, err)
-	}
-	reach, err := content.Reachable(context.WithoutCancel(ctx), e.blobs, root)
-	if err != nil {
-		return fail("walk the image index %s: %v", root.Digest, err)
-	}
-	res := builds.Result{Status: builds.StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests, Blobs: content.ImageBlobs(reach)}
 	if b.PushWanted {
 		// Pushed by Manifold from the store, after the solve, so the outbound
 		// policy checks every connection; a refused push keeps the result.
 		res.Pushes = e.pushAll(ctx, b, root, rec)
 	}
 	return res
+}
+
+func failed(format string, args ...any) builds.Result {
+	return builds.Result{Status: builds.StatusFailed, Error: fmt.Sprintf(format, args...)}
+}
+
+// inputs lays out a build's inputs under dir (the inline Dockerfile, the
+// unpacked upload) and checks its frontend again: the solve's spec.
+func (e *Engine) inputs(ctx context.Context, b *builds.Build, dir string) (solveSpec, error) {
+	spec := solveSpec{
+		Ref: b.Ref, Platforms: b.Platforms, Options: b.Options, Store: e.blobs,
+		DockerfileName: b.DockerfilePath, Git: b.Git,
+	}
+	if b.Dockerfile != "" {
+		spec.DockerfileDir, spec.DockerfileName = filepath.Join(dir, "dockerfile"), "Dockerfile"
+		if err := os.Mkdir(spec.DockerfileDir, 0o700); err != nil {
+			return spec, fmt.Errorf("prepare the build folder: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(spec.DockerfileDir, "Dockerfile"), []byte(b.Dockerfile), 0o600); err != nil {
+			return spec, fmt.Errorf("write the Dockerfile: %v", err)
+		}
+	}
+	if b.Git == nil {
+		spec.ContextDir = filepath.Join(dir, "context")
+		if err := os.Mkdir(spec.ContextDir, 0o700); err != nil {
+			return spec, fmt.Errorf("prepare the build folder: %v", err)
+		}
+		if b.Context.Type == "upload" {
+			if err := builds.ExtractContext(ctx, e.blobs, b.Context.Digest, spec.ContextDir, e.limits); err != nil {
+				return spec, fmt.Errorf("unpack the uploaded context: %s", err.Error())
+			}
+		}
+	}
+	noForward, err := e.frontends.CheckRun(b, spec.ContextDir, b.DockerfilePath)
+	if err != nil {
+		return spec, err
+	}
+	spec.NoForward, spec.NoNetwork = noForward, e.network == builds.NetworkNone
+	return spec, nil
+}
+
+// sessions are what BuildKit may ask Manifold for during the solve: the
+// stored registry credentials and the build's secrets.
+func (e *Engine) sessions(ctx context.Context, b *builds.Build) ([]session.Attachable, error) {
+	var out []session.Attachable
+	if creds := e.registry.Credentials(); creds != nil {
+		out = append(out, creds.AuthProvider())
+	}
+	if len(b.Secrets) > 0 {
+		if e.secrets == nil {
+			return nil, errors.New("this server keeps no build secrets")
+		}
+		vals, err := e.secrets.BuildSecrets(ctx, b.CreatedBy, b.Secrets)
+		if err != nil {
+			return nil, fmt.Errorf("open the build's secrets: %v", err)
+		}
+		// Handed to BuildKit through the session only: never logged, never stored in clear.
+		out = append(out, secretsprovider.FromMap(vals))
+	}
+	return out, nil
+}
+
+// result reads what the solve stored: the index BuildKit's exporter names,
+// its platform manifests and every blob it reaches.
+func (e *Engine) result(ctx context.Context, resp map[string]string) (builds.Result, ocispec.Descriptor, error) {
+	root, err := rootDescriptor(resp)
+	if err != nil {
+		return builds.Result{}, root, fmt.Errorf("read the build result: %v", err)
+	}
+	manifests, err := content.ReadManifests(ctx, e.blobs, root)
+	if err != nil {
+		return builds.Result{}, root, fmt.Errorf("read the image index %s: %v", root.Digest, err)
+	}
+	reach, err := content.Reachable(ctx, e.blobs, root)
+	if err != nil {
+		return builds.Result{}, root, fmt.Errorf("walk the image index %s: %v", root.Digest, err)
+	}
+	return builds.Result{Status: builds.StatusSucceeded, IndexDigest: root.Digest.String(), Manifests: manifests, Blobs: content.ImageBlobs(reach)}, root, nil
 }
 
 // failure turns a Solve error into a result whose message names the failing

@@ -3,9 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
-	"compress/gzip"
-	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
@@ -22,9 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"manifold/builds"
 	"manifold/builds/buildkittest"
@@ -363,28 +358,19 @@ func BenchmarkDownload(b *testing.B) {
 // times the cached listing page.
 func BenchmarkLayerListing(b *testing.B) {
 	a := startApp(b, "", "--buildkit", env.Addr())
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	tw := tar.NewWriter(zw)
 	// Base64 text of random bytes: compressible like real files (about 75 %),
 	// so inflating is real work. 2200 × 128 KiB gives about 207 MiB of gzip.
-	raw := make([]byte, 96<<10)
-	chunk := make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
-	for i := range 2200 {
-		_, _ = rand.Read(raw)
-		base64.StdEncoding.Encode(chunk, raw)
-		_ = tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/%04d/file.bin", i), Size: int64(len(chunk)), Mode: 0o644, Typeflag: tar.TypeReg})
-		_, _ = tw.Write(chunk)
-	}
-	tw.Close()
-	zw.Close()
-	d := digest.FromBytes(buf.Bytes())
-	s := a.storeB(b)
-	if err := content.WriteBlob(context.Background(), s, "bench", bytes.NewReader(buf.Bytes()), ocispec.Descriptor{Digest: d, Size: int64(buf.Len())}); err != nil {
-		b.Fatal(err)
-	}
-	size := buf.Len()
-	buf = bytes.Buffer{}
+	layer, size := storeLayer(b, a, func(tw *tar.Writer) {
+		raw := make([]byte, 96<<10)
+		chunk := make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
+		for i := range 2200 {
+			_, _ = rand.Read(raw)
+			base64.StdEncoding.Encode(chunk, raw)
+			_ = tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/%04d/file.bin", i), Size: int64(len(chunk)), Mode: 0o644, Typeflag: tar.TypeReg})
+			_, _ = tw.Write(chunk)
+		}
+	})
+	d := digest.Digest(layer)
 	blobPath := filepath.Join(a.Data, "content", "blobs", "sha256", d.Encoded())
 	database, err := sql.Open("sqlite", "file:"+filepath.Join(a.Data, "manifold.db")+"?_pragma=busy_timeout(10000)")
 	if err != nil {

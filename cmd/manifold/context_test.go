@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,10 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/buildkittest"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // tarEntry is one entry of a test archive.
@@ -27,6 +32,28 @@ type tarEntry struct {
 	mode             int64
 }
 
+// storeLayer writes a gzip layer, whose entries write adds, straight into
+// an app's content store and returns its digest and size.
+func storeLayer(t testing.TB, a *app, write func(tw *tar.Writer)) (string, int) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	write(tw)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromBytes(buf.Bytes())
+	if err := content.WriteBlob(context.Background(), a.store(t), "t", bytes.NewReader(buf.Bytes()), ocispec.Descriptor{Digest: d, Size: int64(buf.Len())}); err != nil {
+		t.Fatal(err)
+	}
+	return d.String(), buf.Len()
+}
+
+// makeTar makes a context archive (tar, or tar.gz with gz) of entries.
 func makeTar(t testing.TB, gz bool, entries ...tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer

@@ -239,16 +239,7 @@ func (a *app) waitEvery(t testing.TB, id string, every time.Duration) *builds.Bu
 	}
 }
 
-func (a *app) storeB(t testing.TB) *mcontent.Store {
-	t.Helper()
-	s, err := mcontent.OpenStore(filepath.Join(a.Data, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (a *app) store(t *testing.T) *mcontent.Store {
+func (a *app) store(t testing.TB) *mcontent.Store {
 	t.Helper()
 	s, err := mcontent.OpenStore(filepath.Join(a.Data, "content"))
 	if err != nil {
