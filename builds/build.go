@@ -8,6 +8,9 @@ package builds
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"time"
 )
 
@@ -58,6 +61,8 @@ type Build struct {
 	Pushes []Push `json:"pushes"`
 	// Pinned builds are never removed by retention or garbage collection.
 	Pinned bool `json:"pinned"`
+	// Placements say where each platform ran (or runs), why there, and how it went.
+	Placements []Placement `json:"placements"`
 
 	// Dockerfile is the inline Dockerfile text the build was started with.
 	Dockerfile string `json:"dockerfile"`
@@ -66,6 +71,23 @@ type Build struct {
 	Ref string `json:"ref"`
 	// CreatedBy is who started the build.
 	CreatedBy string `json:"created_by"`
+}
+
+// CacheKey names what a build makes, for routing it where its cache is
+// warm: its first tag, else its Dockerfile and context source.
+func (b *Build) CacheKey() string {
+	if len(b.Tags) > 0 {
+		return "tag:" + b.Tags[0]
+	}
+	h := sha256.New()
+	src := b.Context.Digest
+	if b.Git != nil {
+		src = b.Git.URL + "#" + b.Git.Ref + ":" + b.Git.Subdir
+	}
+	for _, part := range []string{b.Dockerfile, b.DockerfilePath, b.Context.Type, src} {
+		fmt.Fprintf(h, "%d:%s;", len(part), part)
+	}
+	return "src:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // Duration is how long the build ran, or ran so far; zero before it started.
@@ -98,6 +120,36 @@ type Manifest struct {
 	Size int64 `json:"size"`
 	// ImageSize is the compressed size of the config and all layers.
 	ImageSize int64 `json:"image_size"`
+	// Node is the BuildKit node that built this platform; Emulated says it
+	// ran under emulation (QEMU) there rather than natively.
+	Node     string `json:"node"`
+	Emulated bool   `json:"emulated"`
+}
+
+// Placement policies: where a build's platforms may run.
+const (
+	// PlacementPreferNative runs a platform on a node that runs it natively
+	// when one is up, else on one that emulates it (the default).
+	PlacementPreferNative = "prefer-native"
+	// PlacementNativeOnly fails a platform no native node is up for, rather
+	// than emulating it.
+	PlacementNativeOnly = "native-only"
+	// PlacementAny runs a platform on any node that can build it, native or not.
+	PlacementAny = "any"
+)
+
+// Placement is where one platform of a build ran: the node, whether it was
+// emulated there and why that node was chosen; its status and error; and
+// the index the node's solve stored, kept so that a retried platform can be
+// merged with the others again.
+type Placement struct {
+	Platform    string `json:"platform"`
+	Node        string `json:"node"`
+	Emulated    bool   `json:"emulated"`
+	Reason      string `json:"reason"`
+	Status      Status `json:"status"`
+	Error       string `json:"error,omitempty"`
+	IndexDigest string `json:"index_digest,omitempty"`
 }
 
 // Step is one BuildKit vertex: an instruction run (or found in cache) for a platform.
@@ -111,6 +163,8 @@ type Step struct {
 	StartedAt  *time.Time `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
 	Error      string     `json:"error"`
+	// Node is the BuildKit node the step ran on (when a build has several).
+	Node string `json:"node,omitempty"`
 }
 
 // Options are the build's settings besides the Dockerfile and platforms.
@@ -130,6 +184,11 @@ type Options struct {
 	Provenance string `json:"provenance,omitempty"`
 	// SBOM asks BuildKit for an SPDX SBOM attestation.
 	SBOM bool `json:"sbom,omitempty"`
+	// Placement is the placement policy: prefer-native (default), native-only or any.
+	Placement string `json:"placement,omitempty"`
+	// RetryOf is the failed build whose platforms that succeeded this one
+	// keeps; Manifold fills it in (Service.Retry).
+	RetryOf string `json:"retry_of,omitempty"`
 }
 
 // Request is what a caller asks to build.
@@ -148,6 +207,9 @@ type Request struct {
 	CreatedBy   string `json:"-"`
 	CreatedByID int64  `json:"-"`
 	ClientIP    string `json:"-"`
+	// keep are the placements a retry keeps, retryOf the build they come from (Service.Retry).
+	keep    []Placement
+	retryOf string
 }
 
 // ListOptions pages through builds newest first: Before is the id of the last
@@ -165,6 +227,8 @@ type Result struct {
 	ErrorLine   int
 	IndexDigest string
 	Manifests   []Manifest
+	// Placements say where each platform ran and how it went.
+	Placements []Placement
 	// Pushes are the pushes made with the build.
 	Pushes []Push
 	// Blobs is everything the result's index reaches in the store.

@@ -45,6 +45,13 @@ func (o Options) Validate() (Options, error) {
 	default:
 		return o, CodeErrorf(EInvalid, "invalid_provenance", "provenance %q is not min or max", o.Provenance)
 	}
+	switch o.Placement {
+	case "":
+		o.Placement = PlacementPreferNative
+	case PlacementPreferNative, PlacementNativeOnly, PlacementAny:
+	default:
+		return o, CodeErrorf(EInvalid, "invalid_placement", "placement %q is not prefer-native, native-only or any", o.Placement)
+	}
 	if o.Git != nil {
 		g, err := o.Git.Validate()
 		if err != nil {

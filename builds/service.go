@@ -120,6 +120,15 @@ func (s *Service) Nodes(ctx context.Context) []NodeStatus {
 	return s.nodes.Status(ctx)
 }
 
+// NodeDetails reports every node's health, platforms, running solves and
+// build cache on disk, for the nodes page.
+func (s *Service) NodeDetails(ctx context.Context) []NodeStatus {
+	if s.nodes == nil {
+		return nil
+	}
+	return s.nodes.Details(ctx)
+}
+
 // Platforms lists what the answering nodes can build; down is what the
 // first node that does not answer said, or "".
 func (s *Service) Platforms(ctx context.Context) (avail []string, down string) {
@@ -182,6 +191,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	if opts.Context, err = s.checkContext(ctx, req, opts); err != nil {
 		return nil, err
 	}
+	opts.RetryOf = req.retryOf // never the caller's word
 	tags, err := s.checkTags(ctx, req)
 	if err != nil {
 		return nil, err
@@ -208,6 +218,7 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 		Tags:       tagNames,
 		PushWanted: req.Push,
 		CreatedBy:  req.CreatedBy,
+		Placements: req.keep,
 	}
 	if err := s.admitAndQueue(ctx, b, tags); err != nil {
 		return nil, err
@@ -215,6 +226,49 @@ func (s *Service) start(ctx context.Context, req Request) (*Build, error) {
 	s.log.Info("build queued", "build_id", id, "platforms", strings.Join(plats, ","))
 	s.audit(ctx, req.CreatedBy, "build.start", id, req.ClientIP, strings.Join(plats, ","))
 	return b, nil
+}
+
+// Retry starts a new build of a failed one's inputs that builds again only
+// the platforms that failed (on the same node or another, as the placement
+// policy — the old one's unless placement is given — decides), and merges
+// them with the platforms that succeeded, kept from the failed build.
+// platform must be one of those that failed; req carries the caller
+// (CreatedBy, CreatedByID, ClientIP).
+func (s *Service) Retry(ctx context.Context, id, platform, placement string, req Request) (*Build, error) {
+	old, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if old.Status != StatusFailed {
+		return nil, CodeErrorf(EConflict, "not_failed", "build %s is %s: only a failed build's platforms can be retried; use Rebuild to build it all again", id, old.Status)
+	}
+	p, err := ParsePlatform(platform)
+	if err != nil {
+		return nil, err
+	}
+	var keep []Placement
+	var failed []string
+	for _, pl := range old.Placements {
+		if pl.Status == StatusSucceeded && pl.IndexDigest != "" {
+			keep = append(keep, Placement{Platform: pl.Platform, Node: pl.Node, Emulated: pl.Emulated,
+				Reason: "kept from build " + old.ID, Status: StatusSucceeded, IndexDigest: pl.IndexDigest})
+		} else {
+			failed = append(failed, pl.Platform)
+		}
+	}
+	if !slices.Contains(failed, p) {
+		if len(failed) == 0 {
+			return nil, CodeErrorf(EConflict, "nothing_to_retry", "build %s failed before any platform was placed on a node; use Rebuild", id)
+		}
+		return nil, CodeErrorf(EInvalid, "invalid_platform", "platform %s of build %s did not fail; the platforms to retry are %s", p, id, strings.Join(failed, ", "))
+	}
+	next := old.Request()
+	next.CreatedBy, next.CreatedByID, next.ClientIP = req.CreatedBy, req.CreatedByID, req.ClientIP
+	if placement != "" {
+		next.Placement = placement
+	}
+	next.keep, next.retryOf = keep, old.ID
+	return s.Start(ctx, next)
 }
 
 // checkInputs checks that a request names one Dockerfile and at most one context.

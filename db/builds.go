@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"manifold/builds"
+	"manifold/builds/buildkit"
 	"manifold/builds/content"
 	"manifold/builds/explore"
 	"manifold/builds/registry"
@@ -28,6 +29,7 @@ func NewBuilds(d *DB) *Builds { return &Builds{db: d} }
 // pull API record about builds.
 var (
 	_ builds.Store     = (*Builds)(nil)
+	_ buildkit.Records = (*Builds)(nil)
 	_ content.Records  = (*Builds)(nil)
 	_ explore.Records  = (*Builds)(nil)
 	_ registry.Records = (*Builds)(nil)
@@ -97,10 +99,54 @@ func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build, refs []builds
 	if err := writeIndex(ctx, tx, b.ID, refs, contextBlob(b)); err != nil {
 		return err
 	}
+	// A retried build starts with the platforms it keeps from the failed one.
+	if err := savePlacements(ctx, tx, b.ID, b.CacheKey(), b.Placements); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}
 	return nil
+}
+
+// SavePlacements records where platforms run and how they went.
+func (s *Builds) SavePlacements(ctx context.Context, id, key string, ps []builds.Placement) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: save placements of %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	if err := savePlacements(ctx, tx, id, key, ps); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func savePlacements(ctx context.Context, tx *sql.Tx, id, key string, ps []builds.Placement) error {
+	for _, p := range ps {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO build_placements (build_id, platform, node, emulated, reason, status, error, index_digest, cache_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (build_id, platform) DO UPDATE SET node = excluded.node, emulated = excluded.emulated, reason = excluded.reason,
+				status = excluded.status, error = excluded.error, index_digest = excluded.index_digest, cache_key = excluded.cache_key`,
+			id, p.Platform, p.Node, p.Emulated, p.Reason, p.Status, p.Error, p.IndexDigest, key); err != nil {
+			return fmt.Errorf("db: save placements of %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// WarmNode is the node that last built platform successfully under key, or "".
+func (s *Builds) WarmNode(ctx context.Context, key, platform string) (string, error) {
+	var node string
+	err := s.db.QueryRowContext(ctx, `SELECT node FROM build_placements WHERE cache_key = ? AND platform = ? AND status = ?
+		ORDER BY build_id DESC LIMIT 1`, key, platform, builds.StatusSucceeded).Scan(&node)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("db: warm node: %w", err)
+	}
+	return node, nil
 }
 
 func nonNil(s []string) []string {
@@ -168,7 +214,7 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 	}
 	in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(bs)), ",") + ")"
 
-	rows, err := s.db.QueryContext(ctx, `SELECT build_id, platform, digest, media_type, config_digest, size, image_size
+	rows, err := s.db.QueryContext(ctx, `SELECT build_id, platform, digest, media_type, config_digest, size, image_size, node, emulated
 		FROM build_manifests WHERE build_id IN `+in+` ORDER BY build_id, position`, args...)
 	if err != nil {
 		return fmt.Errorf("db: read manifests: %w", err)
@@ -176,7 +222,7 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 	for rows.Next() {
 		var id string
 		var m builds.Manifest
-		if err := rows.Scan(&id, &m.Platform, &m.Digest, &m.MediaType, &m.ConfigDigest, &m.Size, &m.ImageSize); err != nil {
+		if err := rows.Scan(&id, &m.Platform, &m.Digest, &m.MediaType, &m.ConfigDigest, &m.Size, &m.ImageSize, &m.Node, &m.Emulated); err != nil {
 			rows.Close()
 			return fmt.Errorf("db: read manifests: %w", err)
 		}
@@ -209,7 +255,26 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 		return fmt.Errorf("db: read pushes: %w", err)
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT build_id, number, digest, name, platform, cached, started_at, finished_at, error
+	rows, err = s.db.QueryContext(ctx, `SELECT build_id, platform, node, emulated, reason, status, error, index_digest
+		FROM build_placements WHERE build_id IN `+in+` ORDER BY build_id, platform`, args...)
+	if err != nil {
+		return fmt.Errorf("db: read placements: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var p builds.Placement
+		if err := rows.Scan(&id, &p.Platform, &p.Node, &p.Emulated, &p.Reason, &p.Status, &p.Error, &p.IndexDigest); err != nil {
+			rows.Close()
+			return fmt.Errorf("db: read placements: %w", err)
+		}
+		byID[id].Placements = append(byID[id].Placements, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("db: read placements: %w", err)
+	}
+
+	rows, err = s.db.QueryContext(ctx, `SELECT build_id, number, digest, name, platform, cached, started_at, finished_at, error, node
 		FROM build_steps WHERE build_id IN `+in+` ORDER BY build_id, number`, args...)
 	if err != nil {
 		return fmt.Errorf("db: read steps: %w", err)
@@ -220,7 +285,7 @@ func (s *Builds) attach(ctx context.Context, bs []*builds.Build) error {
 		var st builds.Step
 		var cached int
 		var started, finished sql.NullString
-		if err := rows.Scan(&id, &st.Number, &st.Digest, &st.Name, &st.Platform, &cached, &started, &finished, &st.Error); err != nil {
+		if err := rows.Scan(&id, &st.Number, &st.Digest, &st.Name, &st.Platform, &cached, &started, &finished, &st.Error, &st.Node); err != nil {
 			return fmt.Errorf("db: read steps: %w", err)
 		}
 		st.Cached = cached != 0
@@ -272,8 +337,8 @@ func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r bui
 		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}
 	for i, m := range r.Manifests {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO build_manifests (build_id, position, platform, digest, media_type, config_digest, size, image_size)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id, i, m.Platform, m.Digest, m.MediaType, m.ConfigDigest, m.Size, m.ImageSize); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO build_manifests (build_id, position, platform, digest, media_type, config_digest, size, image_size, node, emulated)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, i, m.Platform, m.Digest, m.MediaType, m.ConfigDigest, m.Size, m.ImageSize, m.Node, m.Emulated); err != nil {
 			return nil, fmt.Errorf("db: insert manifest of %s: %w", id, err)
 		}
 	}
@@ -298,17 +363,18 @@ func (s *Builds) Record(ctx context.Context, id string, events []builds.Event, s
 	}
 	defer tx.Rollback()
 	if len(steps) > 0 {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_steps (build_id, digest, number, name, platform, cached, started_at, finished_at, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_steps (build_id, digest, number, name, platform, cached, started_at, finished_at, error, node)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (build_id, digest) DO UPDATE SET number = excluded.number, name = excluded.name, platform = excluded.platform,
-				cached = excluded.cached, started_at = excluded.started_at, finished_at = excluded.finished_at, error = excluded.error`)
+				cached = excluded.cached, started_at = excluded.started_at, finished_at = excluded.finished_at, error = excluded.error,
+				node = excluded.node`)
 		if err != nil {
 			return nil, fmt.Errorf("db: save steps of %s: %w", id, err)
 		}
 		defer stmt.Close()
 		for _, st := range steps {
 			if _, err := stmt.ExecContext(ctx, id, st.Digest, st.Number, st.Name, st.Platform, st.Cached,
-				formatTimePtr(st.StartedAt), formatTimePtr(st.FinishedAt), st.Error); err != nil {
+				formatTimePtr(st.StartedAt), formatTimePtr(st.FinishedAt), st.Error, st.Node); err != nil {
 				return nil, fmt.Errorf("db: save steps of %s: %w", id, err)
 			}
 		}
@@ -468,9 +534,14 @@ func (s *Builds) strings(ctx context.Context, query string, args ...any) ([]stri
 
 // BuildRoots lists every kept build with what it references in the store.
 func (s *Builds) BuildRoots(ctx context.Context) ([]content.BuildRoot, error) {
+	// A platform's own index (kept for a retry to merge) is a root as well.
 	rows, err := s.db.QueryContext(ctx, `SELECT id, status, pinned, index_digest,
 		COALESCE(CASE WHEN json_extract(options, '$.context.type') = 'upload' THEN json_extract(options, '$.context.digest') END, '')
-		FROM builds ORDER BY id`)
+		FROM builds
+		UNION ALL
+		SELECT p.build_id, b.status, b.pinned, p.index_digest, '' FROM build_placements p JOIN builds b ON b.id = p.build_id
+		WHERE p.index_digest != '' AND p.index_digest != b.index_digest
+		ORDER BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("db: list build roots: %w", err)
 	}

@@ -328,6 +328,11 @@ func (h *Handlers) Audit(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"entries": list})
 }
 
+// NodesPage answers GET /admin/nodes.
+func (h *Handlers) NodesPage(w http.ResponseWriter, r *http.Request) error {
+	return render(w, r, http.StatusOK, templates.NodesPage(h.Builds.NodeDetails(r.Context())))
+}
+
 // UsersPage answers GET /admin/users.
 func (h *Handlers) UsersPage(w http.ResponseWriter, r *http.Request) error {
 	return h.renderUsers(w, r, http.StatusOK, "")

@@ -248,6 +248,45 @@ func (h *Handlers) rebuild(r *http.Request) (*builds.Build, error) {
 	return h.start(r, old.Request())
 }
 
+// RetryBuild answers POST /api/v1/builds/{id}/retry {"platform": "linux/arm64",
+// "placement": "any"}: a new build that builds the failed platforms again
+// and merges them with those the failed build kept.
+func (h *Handlers) RetryBuild(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Platform  string `json:"platform"`
+		Placement string `json:"placement"`
+	}
+	if err := decodeJSON(http.MaxBytesReader(w, r.Body, maxJSONBody), &req); err != nil {
+		return err
+	}
+	b, err := h.retry(r, req.Platform, req.Placement)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/builds/"+b.ID)
+	return writeJSON(w, http.StatusCreated, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
+}
+
+// retry retries a platform of the build in the URL, as the requesting user.
+func (h *Handlers) retry(r *http.Request, platform, placement string) (*builds.Build, error) {
+	id := identity(r)
+	return h.Builds.Retry(r.Context(), chi.URLParam(r, "id"), platform, placement,
+		builds.Request{CreatedBy: id.User, CreatedByID: id.UserID, ClientIP: ClientIP(r)})
+}
+
+// Nodes answers GET /api/v1/nodes: every BuildKit node, reachable or not,
+// its platforms (native or emulated), running solves, version and cache size.
+func (h *Handlers) Nodes(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"nodes": nonNilNodes(h.Builds.NodeDetails(r.Context()))})
+}
+
+func nonNilNodes(n []builds.NodeStatus) []builds.NodeStatus {
+	if n == nil {
+		return []builds.NodeStatus{}
+	}
+	return n
+}
+
 // CancelBuild answers POST /api/v1/builds/{id}/cancel.
 func (h *Handlers) CancelBuild(w http.ResponseWriter, r *http.Request) error {
 	b, err := h.Builds.Cancel(r.Context(), chi.URLParam(r, "id"))

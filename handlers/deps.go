@@ -29,6 +29,8 @@ type Builds interface {
 	Watch(ctx context.Context, id string, after int64, keepAlive time.Duration, fn func(builds.Event) error) error
 	WriteLog(ctx context.Context, id string, w io.Writer) error
 	Nodes(ctx context.Context) []builds.NodeStatus
+	NodeDetails(ctx context.Context) []builds.NodeStatus
+	Retry(ctx context.Context, id, platform, placement string, req builds.Request) (*builds.Build, error)
 	Platforms(ctx context.Context) (avail []string, down string)
 	ContextLimits() builds.ContextLimits
 	IngestContext(ctx context.Context, r io.Reader) (builds.Upload, error)

@@ -376,6 +376,17 @@ func (h *Handlers) CancelBuildForm(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
+// RetryForm answers POST /builds/{id}/retry (platform=…): a new build that
+// builds the failed platforms again and merges them with the kept ones.
+func (h *Handlers) RetryForm(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.retry(r, r.PostFormValue("platform"), r.PostFormValue("placement"))
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
+	return nil
+}
+
 // RebuildForm answers POST /builds/{id}/rebuild: the same inputs, a new build.
 func (h *Handlers) RebuildForm(w http.ResponseWriter, r *http.Request) error {
 	b, err := h.rebuild(r)

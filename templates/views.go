@@ -3,6 +3,7 @@ package templates
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -257,3 +258,14 @@ func KeyValueLines(m map[string]string) []string {
 }
 
 func lineNo(n int) string { return fmt.Sprintf("%4d  ", n) }
+
+// EmulatedPlatforms are the node's platforms that it does not run natively.
+func EmulatedPlatforms(n builds.NodeStatus) []string {
+	var out []string
+	for _, p := range n.Platforms {
+		if !slices.Contains(n.Native, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

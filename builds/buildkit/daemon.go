@@ -39,6 +39,8 @@ type DaemonConfig struct {
 	Frontends builds.FrontendPolicy
 	// CNIBinDir holds the CNI plugins; /usr/lib/cni or /opt/cni/bin when empty.
 	CNIBinDir string
+	// Args are more buildkitd flags, such as --oci-worker-platform linux/arm64.
+	Args []string
 }
 
 // Daemon supervises a buildkitd child: it writes its config, starts it,
@@ -243,8 +245,9 @@ func (d *Daemon) supervise(ctx context.Context) {
 
 func (d *Daemon) runOnce(ctx context.Context) error {
 	_ = os.Remove(strings.TrimPrefix(d.addr, "unix://")) // a stale socket from a crash
-	cmd := exec.Command(d.cfg.Binary, "--config", filepath.Join(d.cfg.Root, "buildkitd.toml"),
-		"--oci-worker=true", "--containerd-worker=false")
+	args := append([]string{"--config", filepath.Join(d.cfg.Root, "buildkitd.toml"),
+		"--oci-worker=true", "--containerd-worker=false"}, d.cfg.Args...)
+	cmd := exec.Command(d.cfg.Binary, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

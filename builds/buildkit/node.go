@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -36,6 +37,15 @@ type Node struct {
 	mu     sync.Mutex
 	client *client.Client
 	tls    TLSConfig
+
+	// platforms, when set, replaces what the daemon's workers report;
+	// native, when set, says which of them run without emulation (else the
+	// worker's first platform and its variants do).
+	platforms []string
+	native    []string
+
+	// running counts the solves on this node now, for least-busy routing.
+	running atomic.Int32
 
 	// The last good answer, reused for statusTTL: a build's submission and
 	// its solve ask within moments of each other, and /healthz may be polled.
@@ -133,7 +143,7 @@ func (n *Node) Forget() {
 
 // status asks the daemon for its workers.
 func (n *Node) status(ctx context.Context, timeout time.Duration) builds.NodeStatus {
-	st := builds.NodeStatus{Name: n.Name, Addr: n.Addr, Platforms: []string{}}
+	st := builds.NodeStatus{Name: n.Name, Addr: n.Addr, Platforms: []string{}, Native: []string{}, Running: int(n.running.Load())}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := n.conn(ctx)
@@ -153,6 +163,15 @@ func (n *Node) status(ctx context.Context, timeout time.Duration) builds.NodeSta
 				st.Platforms = append(st.Platforms, s)
 			}
 		}
+		if len(st.Native) == 0 && len(w.Platforms) > 0 {
+			// A worker's first platform is its own: that architecture runs natively.
+			own := w.Platforms[0]
+			for _, p := range w.Platforms {
+				if p.OS == own.OS && p.Architecture == own.Architecture {
+					st.Native = append(st.Native, builds.FormatPlatform(p.OS, p.Architecture, p.Variant))
+				}
+			}
+		}
 		if st.Version == "" {
 			st.Version = w.BuildkitVersion.Version
 		}
@@ -160,6 +179,13 @@ func (n *Node) status(ctx context.Context, timeout time.Duration) builds.NodeSta
 	if len(workers) == 0 {
 		st.Error = fmt.Sprintf("BuildKit at %s has no workers", n.Addr)
 		return st
+	}
+	if len(n.platforms) > 0 {
+		st.Platforms = slices.Clone(n.platforms)
+		st.Native = slices.DeleteFunc(st.Native, func(p string) bool { return !slices.Contains(n.platforms, p) })
+	}
+	if n.native != nil {
+		st.Native = slices.Clone(n.native)
 	}
 	st.OK = true
 	return st
@@ -331,4 +357,58 @@ func (p *Pool) each(ask func(*Node) builds.NodeStatus) []builds.NodeStatus {
 	}
 	wg.Wait()
 	return out
+}
+
+// Addrs lists the nodes' addresses, for the log.
+func (p *Pool) Addrs() string {
+	var out []string
+	for _, n := range p.nodes {
+		out = append(out, n.Addr)
+	}
+	return strings.Join(out, ",")
+}
+
+// Close drops every node's connection.
+func (p *Pool) Close() {
+	for _, n := range p.nodes {
+		_ = n.Close()
+	}
+}
+
+// Details is Status with each node's build cache size on disk and its
+// running solves, for the nodes page.
+func (p *Pool) Details(ctx context.Context) []builds.NodeStatus {
+	sts := p.Status(ctx)
+	var wg sync.WaitGroup
+	for i, n := range p.nodes {
+		if !sts[i].OK {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i].DiskBytes = n.diskUsage(ctx, nodeStatusTimeout)
+		}()
+	}
+	wg.Wait()
+	return sts
+}
+
+// diskUsage sums the daemon's build cache records, or -1 when it cannot say.
+func (n *Node) diskUsage(ctx context.Context, timeout time.Duration) int64 {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := n.conn(ctx)
+	if err != nil {
+		return -1
+	}
+	usage, err := c.DiskUsage(ctx)
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for _, u := range usage {
+		total += u.Size
+	}
+	return total
 }

@@ -23,10 +23,13 @@ const (
 // recorder turns BuildKit's SolveStatus stream into steps, log lines and
 // warnings; it persists each batch, then publishes it to the hub.
 type recorder struct {
-	store   builds.Store
+	store   Records
 	hub     *builds.Hub
 	buildID string
 	log     *slog.Logger
+	// node is the node every step ran on, when a build has one; with
+	// several, a step's key starts with its node's name.
+	node string
 
 	steps      []*builds.Step
 	byDigest   map[string]*builds.Step
@@ -41,7 +44,7 @@ type logKey struct {
 	stream int
 }
 
-func newRecorder(store builds.Store, hub *builds.Hub, buildID string, log *slog.Logger) *recorder {
+func newRecorder(store Records, hub *builds.Hub, buildID string, log *slog.Logger) *recorder {
 	return &recorder{
 		store: store, hub: hub, buildID: buildID, log: log,
 		byDigest: map[string]*builds.Step{}, partial: map[logKey][]byte{}, statusSeen: map[string]bool{},
@@ -106,11 +109,31 @@ var stepPlatform = regexp.MustCompile(`^\[([a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9.]+)?)
 func (r *recorder) step(digest string) *builds.Step {
 	s := r.byDigest[digest]
 	if s == nil {
-		s = &builds.Step{Digest: digest, Number: len(r.steps) + 1}
+		s = &builds.Step{Digest: digest, Number: len(r.steps) + 1, Node: r.node}
+		if node, _, ok := strings.Cut(digest, "/"); ok {
+			s.Node = node
+		}
 		r.byDigest[digest] = s
 		r.steps = append(r.steps, s)
 	}
 	return s
+}
+
+// stepAt is the step recorded under key, or nil.
+func (r *recorder) stepAt(key string) *builds.Step { return r.byDigest[key] }
+
+// stepsOn lists the steps that ran on node (all of them for a one-node build).
+func (r *recorder) stepsOn(node string, multi bool) []*builds.Step {
+	if !multi {
+		return r.steps
+	}
+	var out []*builds.Step
+	for _, s := range r.steps {
+		if s.Node == node {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // apply folds one status update into the recorder's state, appending the

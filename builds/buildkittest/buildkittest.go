@@ -193,3 +193,20 @@ func (e *Env) Close() {
 		_ = os.RemoveAll(e.Dir)
 	}
 }
+
+// StartDaemon starts another buildkitd beside the Env's, with its own state
+// folder, the same registry as mirror and the extra flags given (such as
+// --oci-worker-platform linux/arm64): a second node for tests. Stop it with
+// its Stop.
+func (e *Env) StartDaemon(name string, log *slog.Logger, args ...string) (*buildkit.Daemon, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return buildkit.StartDaemon(context.Background(), buildkit.DaemonConfig{
+		Binary: filepath.Join(e.Bin, "buildkitd"),
+		Root:   filepath.Join(e.Dir, "bk-"+name),
+		Mirror: e.Registry,
+		Log:    log,
+		Args:   args,
+	}, 60*time.Second)
+}

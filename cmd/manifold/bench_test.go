@@ -447,3 +447,69 @@ func BenchmarkStorageAtScale(b *testing.B) {
 		b.ReportMetric(ms(ap), "api-p95-ms")
 	}
 }
+
+// BenchmarkNodes builds a CPU-bound two-platform Dockerfile (sha256sum in a
+// loop over a generated file) on one node and on two (an amd64 node and an
+// arm64 node), alternately, and measures the RUN step's emulation slowdown
+// on this machine (arm64 under QEMU over amd64 native).
+//
+// On this one amd64 machine the "arm64 node" is a second buildkitd whose
+// worker claims arm64 first: its RUN steps still run under QEMU and both
+// daemons share the same two cores, so the two-node figure shows the cost of
+// routing and merging, not the native speed-up a real arm64 host gives; the
+// emulation slowdown is the speed-up such a host would remove.
+func BenchmarkNodes(b *testing.B) {
+	armd, err := env.StartDaemon("bench-arm64", nil, "--oci-worker-platform", "linux/arm64")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer armd.Stop()
+	file := filepath.Join(b.TempDir(), "nodes.toml")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf("[[node]]\nname = \"amd64-1\"\naddr = %q\nplatforms = [\"linux/amd64\"]\n\n[[node]]\nname = \"arm64-1\"\naddr = %q\nplatforms = [\"linux/arm64\"]\n",
+		env.Addr(), armd.Addr())), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	one := startApp(b, "", "--buildkit", env.Addr())
+	two := startApp(b, "", "--nodes", file)
+	const df = "FROM busybox:1\nARG ROUND\nRUN dd if=/dev/zero of=/f bs=1M count=8 2>/dev/null && for i in $(seq 1 12); do sha256sum /f >/dev/null; done && echo $ROUND > /round\n"
+	round := 0
+	build := func(a *app) (time.Duration, map[string]time.Duration) {
+		round++
+		bd := a.waitEvery(b, a.startBuild(b, map[string]any{"dockerfile": df, "platforms": []string{"linux/amd64", "linux/arm64"},
+			"build_args": map[string]string{"ROUND": fmt.Sprint(round)}}), 20*time.Millisecond)
+		if bd.Status != builds.StatusSucceeded {
+			b.Fatalf("build %s: %s", bd.Status, bd.Error)
+		}
+		run := map[string]time.Duration{}
+		for _, st := range bd.Steps {
+			if strings.Contains(st.Name, "sha256sum") && st.StartedAt != nil && st.FinishedAt != nil {
+				run[st.Platform] = st.FinishedAt.Sub(*st.StartedAt)
+			}
+		}
+		return bd.FinishedAt.Sub(*bd.StartedAt), run
+	}
+	build(one) // warm the base image on both nodes
+	build(two)
+	const rounds = 3
+	var oneT, twoT, armRun, amdRun []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for range rounds {
+			t1, run := build(one)
+			oneT, armRun, amdRun = append(oneT, t1), append(armRun, run["linux/arm64"]), append(amdRun, run["linux/amd64"])
+			t2, _ := build(two)
+			twoT = append(twoT, t2)
+		}
+	}
+	b.StopTimer()
+	med := func(d []time.Duration) time.Duration { s := slices.Clone(d); slices.Sort(s); return s[len(s)/2] }
+	ratio := float64(med(twoT)) / float64(med(oneT))
+	slow := float64(med(armRun)) / float64(med(amdRun))
+	fmt.Printf("\nnodes: CPU-bound linux/amd64+linux/arm64 build, %d alternating rounds (medians, started → finished)\n", len(oneT))
+	fmt.Printf("  one node (amd64, emulating arm64)            %8.1f ms\n", ms(med(oneT)))
+	fmt.Printf("  two nodes (amd64-1, arm64-1), merged index   %8.1f ms   ratio %.2f (both nodes share this machine's cores, and arm64-1 emulates too)\n", ms(med(twoT)), ratio)
+	fmt.Printf("  RUN step: arm64 emulated %.1f ms vs amd64 native %.1f ms: emulation slowdown %.1f× (what a native arm64 node removes)\n\n",
+		ms(med(armRun)), ms(med(amdRun)), slow)
+	b.ReportMetric(ratio, "two/one")
+	b.ReportMetric(slow, "emulation-x")
+}

@@ -110,6 +110,7 @@ func registerFlags(fs *envFlags, cfg *config, raw *rawConfig) {
 	fs.str(&cfg.Addr, "addr", "MANIFOLD_ADDR", ":8080", "listen address")
 	fs.str(&cfg.Data, "data", "MANIFOLD_DATA", "data", "data folder: database, content store, embedded buildkitd")
 	fs.str(&cfg.BuildKit, "buildkit", "MANIFOLD_BUILDKIT", "", "BuildKit daemon address, unix:// or tcp://; empty starts an embedded buildkitd")
+	fs.str(&cfg.Nodes, "nodes", "MANIFOLD_NODES", "", "nodes file (TOML, one [[node]] per BuildKit daemon) to route each platform to a node that runs it natively; replaces --buildkit and the embedded daemon")
 	fs.str(&cfg.TLS.CACert, "buildkit-tls-ca", "MANIFOLD_BUILDKIT_TLS_CA", "", "CA certificate for a tcp:// BuildKit")
 	fs.str(&cfg.TLS.Cert, "buildkit-tls-cert", "MANIFOLD_BUILDKIT_TLS_CERT", "", "client certificate for a tcp:// BuildKit")
 	fs.str(&cfg.TLS.Key, "buildkit-tls-key", "MANIFOLD_BUILDKIT_TLS_KEY", "", "client key for a tcp:// BuildKit")
@@ -166,6 +167,14 @@ func checkConfig(cfg config, raw rawConfig) (config, error) {
 		return cfg, fmt.Errorf("--concurrency %d must be from 1 to 64", raw.concurrency)
 	}
 	cfg.Concurrency = int(raw.concurrency)
+	if cfg.Nodes != "" && (cfg.BuildKit != "" || cfg.TLS != (buildkit.TLSConfig{})) {
+		return cfg, errors.New("give either --nodes (a nodes file) or --buildkit, not both; a nodes file names every daemon with its TLS files")
+	}
+	if cfg.Nodes != "" {
+		if _, err := buildkit.LoadNodes(cfg.Nodes); err != nil {
+			return cfg, err
+		}
+	}
 	if cfg.BuildKit != "" {
 		if _, err := buildkit.NewNode("remote", cfg.BuildKit, cfg.TLS); err != nil {
 			return cfg, err

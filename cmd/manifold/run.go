@@ -31,6 +31,7 @@ type config struct {
 	Addr        string
 	Data        string
 	BuildKit    string
+	Nodes       string // nodes file
 	TLS         buildkit.TLSConfig
 	Buildkitd   string
 	Mirror      string
@@ -120,7 +121,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	defer st.db.Close()
 
-	node, stopBuildKit, err := connectBuildKit(ctx, cfg, st.data, log)
+	pool, stopBuildKit, err := connectBuildKit(ctx, cfg, st.data, log)
 	if err != nil {
 		return err
 	}
@@ -135,8 +136,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	hub := builds.NewHub()
 	client := registry.NewClient(regs, policy, st.content)
 	engine := buildkit.NewEngine(buildkit.EngineConfig{
-		Node: node, Blobs: st.content, WorkDir: st.work, Context: cfg.Context, Registry: client, Secrets: accts,
-		Outbound: policy, Frontends: cfg.Frontends, Network: cfg.BuildNetwork, Store: records, Hub: hub, Log: log,
+		Pool: pool, Blobs: st.content, WorkDir: st.work, Context: cfg.Context, Registry: client, Secrets: accts,
+		Outbound: policy, Frontends: cfg.Frontends, Network: cfg.BuildNetwork, Records: records, Hub: hub, Log: log,
 	})
 	runner := builds.NewRunner(builds.RunnerConfig{
 		Store: records, Hub: hub, Log: log, Limit: cfg.Concurrency, MaxQueuedPerUser: cfg.MaxQueued,
@@ -145,7 +146,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	jobs := builds.NewJobs()
 	defer jobs.Shutdown() // background jobs end before the database closes
 	svc := builds.NewService(runner, builds.ServiceConfig{
-		Nodes: buildkit.NewPool(node), Uploads: st.content, WorkDir: st.work, Context: cfg.Context,
+		Nodes: pool, Uploads: st.content, WorkDir: st.work, Context: cfg.Context,
 		Frontends: cfg.Frontends, Outbound: policy, Accounts: accts, Jobs: jobs, Log: log,
 	})
 	store := content.NewService(st.content, records, svc, jobs, log)
@@ -165,7 +166,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", st.data, "buildkit", node.Addr, "version", versionString())
+	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", st.data, "buildkit", pool.Addrs(), "version", versionString())
 	if cfg.GCInterval > 0 {
 		store.CollectEvery(cfg.GCInterval, cfg.Retention)
 	}
@@ -221,9 +222,34 @@ func openStorage(ctx context.Context, cfg config, log *slog.Logger) (storage, er
 	return st, nil
 }
 
-// connectBuildKit starts the embedded buildkitd, or dials --buildkit; the
-// function it returns closes the connection and stops the daemon.
-func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Logger) (*buildkit.Node, func(), error) {
+// connectBuildKit reads the nodes file, or starts the embedded buildkitd, or
+// dials --buildkit; the function it returns closes the connections and
+// stops the daemon.
+func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Logger) (*buildkit.Pool, func(), error) {
+	if cfg.Nodes != "" {
+		nodes, err := buildkit.LoadNodes(cfg.Nodes)
+		if err != nil {
+			return nil, nil, err
+		}
+		pool := buildkit.NewPool(nodes...)
+		for _, st := range pool.Status(ctx) {
+			if st.OK {
+				log.Info("BuildKit node", "node", st.Name, "addr", st.Addr, "platforms", strings.Join(st.Platforms, ","), "native", strings.Join(st.Native, ","))
+			} else {
+				log.Warn("BuildKit node is down; builds go to the others until it answers", "node", st.Name, "err", st.Error)
+			}
+		}
+		return pool, pool.Close, nil
+	}
+	pool, stop, err := connectOne(ctx, cfg, data, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, stop, nil
+}
+
+// connectOne is the one node without a nodes file: --buildkit, or the embedded daemon.
+func connectOne(ctx context.Context, cfg config, data string, log *slog.Logger) (*buildkit.Pool, func(), error) {
 	if cfg.BuildKit != "" {
 		node, err := buildkit.NewNode("remote", cfg.BuildKit, cfg.TLS)
 		if err != nil {
@@ -234,7 +260,8 @@ func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Log
 		} else {
 			log.Warn("--build-network " + cfg.BuildNetwork + " does not apply to a remote BuildKit: its own configuration decides what RUN steps can reach (only none is asked for per solve)")
 		}
-		return node, func() { node.Close() }, nil
+		pool := buildkit.NewPool(node)
+		return pool, pool.Close, nil
 	}
 	bin := cfg.Buildkitd
 	if bin == "" {
@@ -255,7 +282,8 @@ func connectBuildKit(ctx context.Context, cfg config, data string, log *slog.Log
 		d.Stop()
 		return nil, nil, err
 	}
-	return node, func() { node.Close(); d.Stop() }, nil
+	pool := buildkit.NewPool(node)
+	return pool, func() { pool.Close(); d.Stop() }, nil
 }
 
 // openRegistries loads the sealing key and the outbound policy and opens

@@ -108,6 +108,13 @@
       tr.classList.add("failed");
     }
     cell(tr, 2, s.platform || "", "mono");
+    if (s.node) {
+      const span = document.createElement("span");
+      span.className = "muted node";
+      span.dataset.testid = "step-node";
+      span.textContent = " · " + s.node;
+      tr.children[2].appendChild(span);
+    }
     let time = "";
     if (s.cached) time = "CACHED";
     else if (s.started_at && s.finished_at) time = seconds(s.started_at, s.finished_at) + "s";
