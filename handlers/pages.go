@@ -73,6 +73,7 @@ func formFromBuild(b *builds.Build) templates.NewBuildView {
 		Labels:         strings.Join(templates.KeyValueLines(b.Labels), "\n"),
 		Target:         b.Target,
 		NoCache:        b.NoCache,
+		Placement:      b.Placement,
 		DockerfilePath: b.DockerfilePath,
 		Secrets:        strings.Join(b.Secrets, " "),
 	}
@@ -124,7 +125,7 @@ func (h *Handlers) readFormFields(w http.ResponseWriter, r *http.Request) (templ
 	v := formView(fields)
 	req.Dockerfile = v.Dockerfile
 	req.Platforms = fields["platform"]
-	req.Target, req.NoCache, req.DockerfilePath = v.Target, v.NoCache, v.DockerfilePath
+	req.Target, req.NoCache, req.DockerfilePath, req.Placement = v.Target, v.NoCache, v.DockerfilePath, v.Placement
 	for _, n := range strings.Fields(strings.ReplaceAll(v.Secrets, ",", " ")) {
 		req.Secrets = append(req.Secrets, n)
 	}
@@ -247,7 +248,7 @@ func formView(fields map[string][]string) templates.NewBuildView {
 	}
 	return templates.NewBuildView{
 		Dockerfile: get("dockerfile"), BuildArgs: get("build_args"), Labels: get("labels"),
-		Target: strings.TrimSpace(get("target")), NoCache: get("no_cache") != "",
+		Target: strings.TrimSpace(get("target")), NoCache: get("no_cache") != "", Placement: get("placement"),
 		DockerfilePath: strings.TrimSpace(get("dockerfile_path")),
 		GitURL:         strings.TrimSpace(get("git_url")), GitRef: strings.TrimSpace(get("git_ref")), GitSubdir: strings.TrimSpace(get("git_subdir")),
 		ContextFrom: get("context_from"),

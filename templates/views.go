@@ -34,10 +34,12 @@ type NewBuildView struct {
 	// Unreachable is set when no BuildKit node answered, with what was said.
 	Unreachable string
 
-	BuildArgs      string // KEY=VALUE, one a line
-	Labels         string // KEY=VALUE, one a line
-	Target         string
-	NoCache        bool
+	BuildArgs string // KEY=VALUE, one a line
+	Labels    string // KEY=VALUE, one a line
+	Target    string
+	NoCache   bool
+	// Placement is the placement policy: prefer-native (default), native-only or any.
+	Placement      string
 	DockerfilePath string
 	GitURL         string
 	GitRef         string

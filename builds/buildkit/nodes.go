@@ -123,7 +123,11 @@ type Group struct {
 // that last built the same thing (warm returns its name, or ""), else the
 // least busy. Platforms on the same node form one group, solved together.
 func (p *Pool) Place(ctx context.Context, platforms []string, policy string, warm func(platform string) string) ([]Group, error) {
-	statuses := p.RecentStatus(ctx)
+	return place(p.nodes, p.RecentStatus(ctx), platforms, policy, warm)
+}
+
+// place is Place over the nodes' statuses (statuses[i] is nodes[i]'s).
+func place(nodes []*Node, statuses []builds.NodeStatus, platforms []string, policy string, warm func(platform string) string) ([]Group, error) {
 	load := map[string]int{}
 	var downs []string
 	for _, st := range statuses {
@@ -198,7 +202,7 @@ func (p *Pool) Place(ctx context.Context, platforms []string, policy string, war
 		pl := builds.Placement{Platform: plat, Node: name, Emulated: emulated, Reason: how + ", " + why, Status: builds.StatusRunning}
 		gi := slices.IndexFunc(groups, func(g Group) bool { return g.Node.Name == name })
 		if gi < 0 {
-			groups = append(groups, Group{Node: p.nodes[chosen]})
+			groups = append(groups, Group{Node: nodes[chosen]})
 			gi = len(groups) - 1
 		}
 		groups[gi].Platforms = append(groups[gi].Platforms, plat)
