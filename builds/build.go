@@ -242,6 +242,12 @@ type BlobRef struct {
 	Image  bool
 }
 
+// LogMatch is a log line a search found: its event, and its line number within its step.
+type LogMatch struct {
+	Event
+	Line int
+}
+
 // Store keeps builds' lifecycle: the db package implements it with SQLite.
 // What the content store, the explorer and the pull API keep about builds
 // is declared by those packages (content.Records, explore.Records,
@@ -263,6 +269,15 @@ type Store interface {
 	Record(ctx context.Context, id string, events []Event, steps []Step) ([]Event, error)
 	// Events reads up to limit events with Seq > after, in order.
 	Events(ctx context.Context, id string, after int64, limit int) ([]Event, error)
+	// StepEvents reads up to limit events of type t (log lines or warnings) of
+	// step #N (any step when step < 0) with Seq > after, in order; from the end
+	// (the last limit, still in order) when last is set.
+	StepEvents(ctx context.Context, id string, t EventType, step int, after int64, limit int, last bool) ([]Event, error)
+	// LogCounts counts each step's log lines, and says the build's last event's Seq.
+	LogCounts(ctx context.Context, id string) (counts map[int]int, lastSeq int64, err error)
+	// SearchLog finds up to limit log lines whose text holds q (any case),
+	// each with its line number within its step, and counts every match.
+	SearchLog(ctx context.Context, id, q string, limit int) ([]LogMatch, int, error)
 	// Unfinished lists the builds a previous process left running and
 	// queued, oldest first; the Service interrupts the one and requeues the other.
 	Unfinished(ctx context.Context) (running, queued []string, err error)

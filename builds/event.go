@@ -32,6 +32,8 @@ type Event struct {
 	Type EventType       `json:"type"`
 	Time time.Time       `json:"time"`
 	Data json.RawMessage `json:"data"`
+	// Step is the #N of the step a log line or warning belongs to, 0 for other events.
+	Step int `json:"-"`
 }
 
 // LogEvent is one line of a step's output.
@@ -78,7 +80,14 @@ func NewEvent(t EventType, data any) Event {
 	if err != nil {
 		b = []byte("null") // the payloads above always encode
 	}
-	return Event{Type: t, Time: time.Now().UTC(), Data: b}
+	e := Event{Type: t, Time: time.Now().UTC(), Data: b}
+	switch d := data.(type) {
+	case LogEvent:
+		e.Step = d.Number
+	case WarningEvent:
+		e.Step = d.Number
+	}
+	return e
 }
 
 // subBuffer is how many events a watcher may fall behind before it is dropped.

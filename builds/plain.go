@@ -95,11 +95,7 @@ func (p *PlainLog) Add(e Event) error {
 			p.steps[le.Step] = s
 		}
 		p.head(s)
-		if le.Elapsed >= 0 && le.Stream != 0 {
-			p.printf("#%d %.3f %s\n", le.Number, le.Elapsed, le.Text)
-		} else {
-			p.printf("#%d %s\n", le.Number, le.Text)
-		}
+		p.printf("%s\n", le.Plain())
 	case EventWarning:
 		var we WarningEvent
 		if err := json.Unmarshal(e.Data, &we); err != nil {
@@ -125,4 +121,13 @@ func (p *PlainLog) Add(e Event) error {
 		}
 	}
 	return p.err
+}
+
+// Plain is the line as buildctl's plain progress prints it: "#N 1.234 text"
+// for a step's output, "#N text" for BuildKit's own progress lines.
+func (le LogEvent) Plain() string {
+	if le.Elapsed >= 0 && le.Stream != 0 {
+		return fmt.Sprintf("#%d %.3f %s", le.Number, le.Elapsed, le.Text)
+	}
+	return fmt.Sprintf("#%d %s", le.Number, le.Text)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -398,7 +399,7 @@ func appendEvents(ctx context.Context, tx *sql.Tx, id string, events []builds.Ev
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM build_events WHERE build_id = ?`, id).Scan(&last); err != nil {
 		return nil, fmt.Errorf("db: append events of %s: %w", id, err)
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_events (build_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO build_events (build_id, seq, type, time, data, step) VALUES (?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("db: append events of %s: %w", id, err)
 	}
@@ -407,7 +408,7 @@ func appendEvents(ctx context.Context, tx *sql.Tx, id string, events []builds.Ev
 	for i, e := range events {
 		last++
 		e.Seq = last
-		if _, err := stmt.ExecContext(ctx, id, e.Seq, string(e.Type), formatTime(e.Time), string(e.Data)); err != nil {
+		if _, err := stmt.ExecContext(ctx, id, e.Seq, string(e.Type), formatTime(e.Time), string(e.Data), e.Step); err != nil {
 			return nil, fmt.Errorf("db: append events of %s: %w", id, err)
 		}
 		out[i] = e
@@ -417,26 +418,104 @@ func appendEvents(ctx context.Context, tx *sql.Tx, id string, events []builds.Ev
 
 // Events reads up to limit events with seq > after.
 func (s *Builds) Events(ctx context.Context, id string, after int64, limit int) ([]builds.Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data FROM build_events WHERE build_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data, step FROM build_events WHERE build_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("db: read events of %s: %w", id, err)
 	}
+	return scanEvents(rows, id)
+}
+
+func scanEvents(rows *sql.Rows, id string) ([]builds.Event, error) {
 	defer rows.Close()
 	var out []builds.Event
 	for rows.Next() {
 		var e builds.Event
 		var typ, t, data string
-		if err := rows.Scan(&e.Seq, &typ, &t, &data); err != nil {
+		if err := rows.Scan(&e.Seq, &typ, &t, &data, &e.Step); err != nil {
 			return nil, fmt.Errorf("db: read events of %s: %w", id, err)
 		}
 		e.Type = builds.EventType(typ)
 		e.Data = json.RawMessage(data)
+		var err error
 		if e.Time, err = parseTime(t); err != nil {
 			return nil, fmt.Errorf("db: read events of %s: %w", id, err)
 		}
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// StepEvents reads one step's log lines or warnings (every step's when step < 0).
+func (s *Builds) StepEvents(ctx context.Context, id string, t builds.EventType, step int, after int64, limit int, last bool) ([]builds.Event, error) {
+	where, args := `build_id = ? AND type = ? AND seq > ?`, []any{id, string(t), after}
+	if step >= 0 {
+		where, args = where+` AND step = ?`, append(args, step)
+	}
+	order := "ASC"
+	if last {
+		order = "DESC"
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data, step FROM build_events WHERE `+where+` ORDER BY seq `+order+` LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("db: read the log of %s: %w", id, err)
+	}
+	out, err := scanEvents(rows, id)
+	if last {
+		slices.Reverse(out)
+	}
+	return out, err
+}
+
+// LogCounts counts each step's log lines and reads the last event's seq.
+func (s *Builds) LogCounts(ctx context.Context, id string) (map[int]int, int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT step, count(*) FROM build_events WHERE build_id = ? AND type = 'log' GROUP BY step`, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("db: count the log of %s: %w", id, err)
+	}
+	defer rows.Close()
+	counts := map[int]int{}
+	for rows.Next() {
+		var step, n int
+		if err := rows.Scan(&step, &n); err != nil {
+			return nil, 0, fmt.Errorf("db: count the log of %s: %w", id, err)
+		}
+		counts[step] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	var last int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM build_events WHERE build_id = ?`, id).Scan(&last); err != nil {
+		return nil, 0, fmt.Errorf("db: count the log of %s: %w", id, err)
+	}
+	return counts, last, nil
+}
+
+// SearchLog finds log lines holding q, with their line number within their step.
+func (s *Builds) SearchLog(ctx context.Context, id, q string, limit int) ([]builds.LogMatch, int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data, step, line, count(*) OVER () FROM (
+			SELECT seq, type, time, data, step, row_number() OVER (PARTITION BY step ORDER BY seq) AS line
+			FROM build_events WHERE build_id = ? AND type = 'log')
+		WHERE instr(lower(json_extract(data, '$.text')), lower(?)) > 0 ORDER BY seq LIMIT ?`, id, q, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("db: search the log of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []builds.LogMatch
+	total := 0
+	for rows.Next() {
+		var m builds.LogMatch
+		var typ, t, data string
+		if err := rows.Scan(&m.Seq, &typ, &t, &data, &m.Step, &m.Line, &total); err != nil {
+			return nil, 0, fmt.Errorf("db: search the log of %s: %w", id, err)
+		}
+		m.Type, m.Data = builds.EventType(typ), json.RawMessage(data)
+		if m.Time, err = parseTime(t); err != nil {
+			return nil, 0, err
+		}
+		out = append(out, m)
+	}
+	return out, total, rows.Err()
 }
 
 // Unfinished lists the builds left running and queued, oldest first.

@@ -25,9 +25,12 @@ type Builds interface {
 	List(ctx context.Context, opt builds.ListOptions) ([]*builds.Build, error)
 	Cancel(ctx context.Context, id string) (*builds.Build, error)
 	QueuePosition(id string) int
-	Events(ctx context.Context, id string) ([]builds.Event, error)
 	Watch(ctx context.Context, id string, after int64, keepAlive time.Duration, fn func(builds.Event) error) error
 	WriteLog(ctx context.Context, id string, w io.Writer) error
+	LogSummary(ctx context.Context, b *builds.Build) (builds.LogSummary, error)
+	StepLog(ctx context.Context, id string, step int, after int64, limit int) ([]builds.LogLine, error)
+	SmallLog(ctx context.Context, id string, limit int) (map[int][]builds.LogLine, bool, error)
+	SearchLog(ctx context.Context, id, q string) ([]builds.LogHit, int, error)
 	Nodes(ctx context.Context) []builds.NodeStatus
 	NodeDetails(ctx context.Context) []builds.NodeStatus
 	Retry(ctx context.Context, id, platform, placement string, req builds.Request) (*builds.Build, error)

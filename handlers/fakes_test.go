@@ -69,7 +69,7 @@ func TestBuildEventsStream(t *testing.T) {
 		}
 		for _, e := range []builds.Event{
 			{Type: builds.EventOpen},
-			{Seq: 8, Type: builds.EventLog, Data: json.RawMessage(`{"line":"hello"}`)},
+			{Seq: 8, Type: builds.EventLog, Data: json.RawMessage(`{"step":"sha256:ab","number":3,"stream":1,"elapsed":0.5,"text":"\u001b[31mhello\u001b[0m","at":"2026-11-28T10:00:00Z"}`)},
 			{Type: builds.EventPing},
 			{Seq: 9, Type: builds.EventDone, Data: json.RawMessage(`{"status":"succeeded"}`)},
 		} {
@@ -92,7 +92,9 @@ func TestBuildEventsStream(t *testing.T) {
 	if ct := rec.Header().Get("Content-Type"); ct != "text/event-stream" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	want := "retry: 1000\n\nid: 8\nevent: log\ndata: {\"line\":\"hello\"}\n\n: ping\n\nid: 9\nevent: done\ndata: {\"status\":\"succeeded\"}\n\n"
+	// A log line comes rendered: its plain-log text and its colour runs.
+	want := "retry: 1000\n\nid: 8\nevent: log\ndata: {\"seq\":8,\"step\":\"sha256:ab\",\"number\":3,\"stream\":1,\"elapsed\":0.5,\"text\":\"\\u001b[31mhello\\u001b[0m\",\"at\":\"2026-11-28T10:00:00Z\"," +
+		"\"plain\":\"#3 0.500 \\u001b[31mhello\\u001b[0m\",\"spans\":[[\"\",\"#3 0.500 \"],[\"ansi-31\",\"hello\"]]}\n\n: ping\n\nid: 9\nevent: done\ndata: {\"status\":\"succeeded\"}\n\n"
 	if got := rec.Body.String(); got != want {
 		t.Errorf("stream:\n%q\nwant\n%q", got, want)
 	}

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -303,42 +302,19 @@ func (h *Handlers) BuildPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	events, err := h.Builds.Events(r.Context(), b.ID)
+	sum, err := h.Builds.LogSummary(r.Context(), b)
 	if err != nil {
 		return err
 	}
-	v := templates.BuildView{Build: b, Now: time.Now(), QueuePosition: h.Builds.QueuePosition(b.ID)}
-	var logText bytes.Buffer
-	plain := builds.NewPlainLog(&logText)
-	var failed []string
-	for _, e := range events {
-		if err := plain.Add(e); err != nil {
-			return err
-		}
-		switch e.Type {
-		case builds.EventWarning:
-			var we builds.WarningEvent
-			if json.Unmarshal(e.Data, &we) == nil {
-				v.Warnings = append(v.Warnings, we)
-			}
-		case builds.EventLog:
-			if b.ErrorStep == 0 {
-				continue
-			}
-			var le builds.LogEvent
-			if json.Unmarshal(e.Data, &le) == nil && le.Number == b.ErrorStep && le.Stream != 0 {
-				failed = append(failed, le.Text)
-				if len(failed) > 2*failedOutputLines {
-					failed = slices.Clone(failed[len(failed)-failedOutputLines:])
-				}
-			}
-		}
+	v := templates.BuildView{Build: b, Now: time.Now(), QueuePosition: h.Builds.QueuePosition(b.ID),
+		Warnings: sum.Warnings, FailedOutput: sum.FailedOutput, LastSeq: sum.LastSeq}
+	if v.StepLogs, err = h.stepLogs(r, b, sum); err != nil {
+		return err
 	}
-	if len(failed) > failedOutputLines {
-		failed = failed[len(failed)-failedOutputLines:]
-	}
-	v.FailedOutput = failed
-	v.Log = logText.String()
+	v.Timeline = templates.BuildTimeline(b, v.Now)
+	v.Emulation = templates.BuildEmulation(b)
+	v.Advice = templates.BuildAdvice(b, v.Emulation)
+	v.Buildx = templates.BuildxCommand(b)
 	if b.ErrorLine > 0 && b.Dockerfile != "" {
 		v.DockerfileLines = dockerfileExcerpt(b.Dockerfile, b.ErrorLine)
 	}
@@ -350,8 +326,55 @@ func (h *Handlers) BuildPage(w http.ResponseWriter, r *http.Request) error {
 			v.Downloads[i].URL = exportURL(b.ID, d.Format, d.Platform)
 		}
 		v.Pulls = templates.PullCommands(r.Host, b)
+		v.Copies = templates.CopyCommands(r.Host, b)
 	}
 	return render(w, r, http.StatusOK, templates.BuildPage(v))
+}
+
+// Log lines that come with the build page: all of a small log, else the
+// open steps' (running and failed) up to a bound; the rest load when opened.
+const (
+	inlineLogLines = 1000
+	inlineStepMax  = 2000
+)
+
+// stepLogs makes the log viewer's steps.
+func (h *Handlers) stepLogs(r *http.Request, b *builds.Build, sum builds.LogSummary) ([]templates.StepLogView, error) {
+	total := 0
+	for _, n := range sum.Counts {
+		total += n
+	}
+	var small map[int][]builds.LogLine
+	if total <= inlineLogLines {
+		var ok bool
+		var err error
+		if small, ok, err = h.Builds.SmallLog(r.Context(), b.ID, inlineLogLines); err != nil {
+			return nil, err
+		} else if !ok {
+			small = nil // it grew since it was counted: load it like a large one
+		}
+	}
+	out := make([]templates.StepLogView, 0, len(b.Steps))
+	for _, s := range b.Steps {
+		sl := templates.StepLogView{Step: s, Count: sum.Counts[s.Number],
+			Open: s.Error != "" || (s.StartedAt != nil && s.FinishedAt == nil && !b.Status.Final())}
+		if small != nil {
+			sl.Lines = small[s.Number]
+			out = append(out, sl)
+			continue
+		}
+		inline := sl.Count == 0 || (sl.Open && sl.Count <= inlineStepMax)
+		sl.Lazy = !inline
+		if inline && sl.Count > 0 {
+			lines, err := h.Builds.StepLog(r.Context(), b.ID, s.Number, 0, inlineStepMax)
+			if err != nil {
+				return nil, err
+			}
+			sl.Lines = lines
+		}
+		out = append(out, sl)
+	}
+	return out, nil
 }
 
 // dockerfileExcerpt numbers the lines around the failing one, marking it.

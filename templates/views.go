@@ -87,8 +87,11 @@ type BuildsView struct {
 
 // BuildView is one build's page.
 type BuildView struct {
-	Build         *builds.Build
-	Log           string // the plain-text log so far
+	Build *builds.Build
+	// StepLogs are the log viewer's steps; LastSeq is the last event shown,
+	// where a live page's event stream picks up.
+	StepLogs      []StepLogView
+	LastSeq       int64
 	QueuePosition int
 	Now           time.Time
 	// DockerfileLines is the inline Dockerfile, numbered, with the failing line marked.
@@ -98,8 +101,61 @@ type BuildView struct {
 	Warnings     []builds.WarningEvent
 	// Downloads are the archives a succeeded build offers.
 	Downloads []content.ArchiveSum
-	// Pulls are the docker pull lines for the build's image through /v2/.
-	Pulls []string
+	// Pulls are the docker pull lines for the build's image through /v2/;
+	// Copies the skopeo lines that copy it out.
+	Pulls, Copies []string
+	// Timeline, Emulation and Advice picture where the time went (nil when
+	// there is nothing to show); Buildx is the same build from a shell.
+	Timeline  *Timeline
+	Emulation *Emulation
+	Advice    *Advice
+	Buildx    string
+}
+
+// StepLogView is one step of the log viewer: its line count, whether it is
+// open (running or failed), and its lines when they come with the page
+// (Lazy: the page loads them when the step is opened).
+type StepLogView struct {
+	Step  builds.Step
+	Count int
+	Open  bool
+	Lazy  bool
+	Lines []builds.LogLine
+}
+
+// StepState is a step's outcome as the plain log says it.
+func StepState(s builds.Step) string {
+	switch {
+	case s.Error != "":
+		return "ERROR"
+	case s.Cached:
+		return "CACHED"
+	case s.FinishedAt != nil && s.StartedAt != nil:
+		return "DONE " + HumanDuration(s.FinishedAt.Sub(*s.StartedAt))
+	case s.FinishedAt != nil:
+		return "DONE"
+	case s.StartedAt != nil:
+		return "running"
+	}
+	return "waiting"
+}
+
+// LiveAttr is the aria-live value of a region that changes while a build runs.
+func LiveAttr(live bool) string {
+	if live {
+		return "polite"
+	}
+	return "off"
+}
+
+// CopyCommands are skopeo lines that copy a succeeded build's image out of
+// Manifold's pull API: the whole index into an OCI archive, and to a registry.
+func CopyCommands(host string, b *builds.Build) []string {
+	src := "docker://" + host + "/" + registry.BuildsRepo + ":" + b.ID
+	return []string{
+		"skopeo copy --all --src-tls-verify=false " + src + " oci-archive:" + b.ID + ".oci.tar",
+		"skopeo copy --all --src-tls-verify=false " + src + " docker://registry.example.com/team/app:tag",
+	}
 }
 
 // PullCommands are the exact `docker pull` lines for a succeeded build

@@ -44,6 +44,8 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/api/v1/builds", s.handle(h.ListBuilds))
 		r.Get("/api/v1/builds/{id}", s.handle(h.GetBuild))
 		r.Get("/api/v1/builds/{id}/log", s.handle(h.BuildLog))
+		r.Get("/api/v1/builds/{id}/log/search", s.handle(h.SearchLog))
+		r.Get("/api/v1/builds/{id}/steps/{n}/log", s.handle(h.StepLog))
 		r.Get("/api/v1/builds/{id}/events", s.handle(h.BuildEvents))
 		r.Get("/api/v1/builds/{id}/export", s.handle(h.Export))
 		r.Head("/api/v1/builds/{id}/export", s.handle(h.Export))

@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
@@ -23,6 +24,7 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/buildkittest"
+	"manifold/db"
 )
 
 // BenchmarkExampleBuild compares the warm example build through Manifold's API
@@ -512,4 +514,80 @@ func BenchmarkNodes(b *testing.B) {
 		ms(med(armRun)), ms(med(amdRun)), slow)
 	b.ReportMetric(ratio, "two/one")
 	b.ReportMetric(slow, "emulation-x")
+}
+
+// seedBigBuild records a finished two-platform build with 200 steps and
+// 20,000 log lines through the store, and returns its id.
+func seedBigBuild(b *testing.B, data string) string {
+	ctx := context.Background()
+	d, err := db.Open(ctx, filepath.Join(data, "manifold.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	s := db.NewBuilds(d)
+	t0 := time.Now().UTC().Add(-time.Hour)
+	id := builds.NewID(t0)
+	bd := &builds.Build{ID: id, Status: builds.StatusQueued, Platforms: []string{"linux/amd64", "linux/arm64"}, CreatedAt: t0,
+		Dockerfile: "FROM busybox:1\nRUN make\n", Ref: id, Manifests: []builds.Manifest{}, Steps: []builds.Step{},
+		Options: builds.Options{BuildArgs: map[string]string{}, Labels: map[string]string{}}}
+	if err := s.CreateBuild(ctx, bd, nil); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := s.StartBuild(ctx, id, t0, builds.StartEvents(t0)); err != nil {
+		b.Fatal(err)
+	}
+	for n := 1; n <= 200; n++ {
+		plat := []string{"linux/amd64", "linux/arm64"}[n%2]
+		start, end := t0.Add(time.Duration(n)*time.Second), t0.Add(time.Duration(n+1)*time.Second)
+		st := builds.Step{Number: n, Digest: fmt.Sprintf("sha256:%064d", n), Name: fmt.Sprintf("[%s %d/100] RUN make part-%d", plat, n/2+1, n/2),
+			Platform: plat, StartedAt: &start, FinishedAt: &end}
+		events := []builds.Event{builds.NewEvent(builds.EventStep, builds.StepEvent{Step: st, At: end})}
+		for i := range 100 {
+			events = append(events, builds.NewEvent(builds.EventLog, builds.LogEvent{Step: st.Digest, Number: n, Stream: 1,
+				Elapsed: float64(i) / 100, Text: fmt.Sprintf("\x1b[32mcc\x1b[0m -O2 -c src/module_%03d/file_%03d.c -o build/file_%03d.o", n, i, i), At: start}))
+		}
+		if _, err := s.Record(ctx, id, events, []builds.Step{st}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	end := t0.Add(202 * time.Second)
+	res := builds.Result{Status: builds.StatusFailed, Error: "step #200 failed: exit code 2", ErrorStep: 200}
+	if _, err := s.FinishBuild(ctx, id, end, res, builds.FinishEvents(res, &t0, end)); err != nil {
+		b.Fatal(err)
+	}
+	return id
+}
+
+// BenchmarkBuildPage serves the page of a finished build with 200 steps and
+// 20,000 log lines: server time and bytes before the reader opens a step.
+func BenchmarkBuildPage(b *testing.B) {
+	data := b.TempDir()
+	id := seedBigBuild(b, data)
+	a := startApp(b, data, "--buildkit", env.Addr())
+	for range b.N {
+		var took []time.Duration
+		size := 0
+		for range 100 {
+			start := time.Now()
+			code, body := a.do(b, "GET", "/builds/"+id, "")
+			if code != 200 {
+				b.Fatalf("GET build page = %d", code)
+			}
+			took = append(took, time.Since(start))
+			size = len(body)
+		}
+		slices.Sort(took)
+		p50, p95 := took[len(took)/2], took[int(0.95*float64(len(took)-1))]
+		start := time.Now()
+		code, body := a.do(b, "GET", "/api/v1/builds/"+id+"/steps/100/log", "")
+		stepTook := time.Since(start)
+		if code != 200 {
+			b.Fatalf("step log = %d", code)
+		}
+		fmt.Printf("build page, 200 steps and 20,000 log lines (100 requests): p50 %.1f ms, p95 %.1f ms (target < 30 ms); %d KB sent before a step is opened (target < 200 KB); one step's 100 lines %.1f ms, %d KB\n",
+			ms(p50), ms(p95), size>>10, ms(stepTook), len(body)>>10)
+		b.ReportMetric(ms(p95), "p95-ms")
+		b.ReportMetric(float64(size>>10), "page-KB")
+	}
 }
