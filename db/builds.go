@@ -405,13 +405,24 @@ func appendEvents(ctx context.Context, tx *sql.Tx, id string, events []builds.Ev
 	}
 	defer stmt.Close()
 	out := make([]builds.Event, len(events))
+	lines := map[int]int{}
 	for i, e := range events {
 		last++
 		e.Seq = last
 		if _, err := stmt.ExecContext(ctx, id, e.Seq, string(e.Type), formatTime(e.Time), string(e.Data), e.Step); err != nil {
 			return nil, fmt.Errorf("db: append events of %s: %w", id, err)
 		}
+		if e.Type == builds.EventLog {
+			lines[e.Step]++
+		}
 		out[i] = e
+	}
+	// Each step's line count, kept so a page need not count 20,000 lines.
+	for step, n := range lines {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO build_log_counts (build_id, step, lines) VALUES (?, ?, ?)
+			ON CONFLICT (build_id, step) DO UPDATE SET lines = lines + excluded.lines`, id, step, n); err != nil {
+			return nil, fmt.Errorf("db: count the log of %s: %w", id, err)
+		}
 	}
 	return out, nil
 }
@@ -447,15 +458,17 @@ func scanEvents(rows *sql.Rows, id string) ([]builds.Event, error) {
 
 // StepEvents reads one step's log lines or warnings (every step's when step < 0).
 func (s *Builds) StepEvents(ctx context.Context, id string, t builds.EventType, step int, after int64, limit int, last bool) ([]builds.Event, error) {
-	where, args := `build_id = ? AND type = ? AND seq > ?`, []any{id, string(t), after}
+	// Named indexes: without statistics SQLite would walk the whole build by
+	// its primary key (build_id, seq) to keep the order, reading every line.
+	from, where, args := `build_events INDEXED BY build_events_by_type`, `build_id = ? AND type = ? AND seq > ?`, []any{id, string(t), after}
 	if step >= 0 {
-		where, args = where+` AND step = ?`, append(args, step)
+		from, where, args = `build_events INDEXED BY build_events_by_step`, where+` AND step = ?`, append(args, step)
 	}
 	order := "ASC"
 	if last {
 		order = "DESC"
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data, step FROM build_events WHERE `+where+` ORDER BY seq `+order+` LIMIT ?`, append(args, limit)...)
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data, step FROM `+from+` WHERE `+where+` ORDER BY seq `+order+` LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("db: read the log of %s: %w", id, err)
 	}
@@ -468,7 +481,7 @@ func (s *Builds) StepEvents(ctx context.Context, id string, t builds.EventType, 
 
 // LogCounts counts each step's log lines and reads the last event's seq.
 func (s *Builds) LogCounts(ctx context.Context, id string) (map[int]int, int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT step, count(*) FROM build_events WHERE build_id = ? AND type = 'log' GROUP BY step`, id)
+	rows, err := s.db.QueryContext(ctx, `SELECT step, lines FROM build_log_counts WHERE build_id = ?`, id)
 	if err != nil {
 		return nil, 0, fmt.Errorf("db: count the log of %s: %w", id, err)
 	}
@@ -495,7 +508,7 @@ func (s *Builds) LogCounts(ctx context.Context, id string) (map[int]int, int64, 
 func (s *Builds) SearchLog(ctx context.Context, id, q string, limit int) ([]builds.LogMatch, int, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, time, data, step, line, count(*) OVER () FROM (
 			SELECT seq, type, time, data, step, row_number() OVER (PARTITION BY step ORDER BY seq) AS line
-			FROM build_events WHERE build_id = ? AND type = 'log')
+			FROM build_events INDEXED BY build_events_by_type WHERE build_id = ? AND type = 'log')
 		WHERE instr(lower(json_extract(data, '$.text')), lower(?)) > 0 ORDER BY seq LIMIT ?`, id, q, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("db: search the log of %s: %w", id, err)

@@ -224,7 +224,10 @@ func niceStep(total time.Duration) time.Duration {
 
 // Emulation compares the Dockerfile steps that ran for several platforms.
 type Emulation struct {
+	// Rows are the steps that cost most under emulation (at most
+	// maxEmulationRows of them); More counts the others.
 	Rows []EmulationRow
+	More int
 	// Lost is the time emulated steps took beyond their native twins.
 	Lost time.Duration
 	// RunShare is the share of the build's step time spent in emulated RUN steps.
@@ -332,7 +335,32 @@ func BuildEmulation(b *builds.Build) *Emulation {
 	if len(e.Rows) == 0 {
 		return nil
 	}
+	// The steps emulation cost most come first; a long Dockerfile shows its worst few.
+	sort.SliceStable(e.Rows, func(i, j int) bool { return e.Rows[i].lost() > e.Rows[j].lost() })
+	if len(e.Rows) > maxEmulationRows {
+		e.More, e.Rows = len(e.Rows)-maxEmulationRows, e.Rows[:maxEmulationRows]
+	}
 	return e
+}
+
+// maxEmulationRows bounds the steps the emulation table lists.
+const maxEmulationRows = 12
+
+// lost is what emulation cost this step: its slowest emulated run over its fastest native one.
+func (r EmulationRow) lost() time.Duration {
+	var fastest, slowest time.Duration
+	for _, p := range r.Platforms {
+		if !p.Emulated && (fastest == 0 || p.Duration < fastest) {
+			fastest = p.Duration
+		}
+		if p.Emulated && p.Duration > slowest {
+			slowest = p.Duration
+		}
+	}
+	if fastest == 0 {
+		return 0
+	}
+	return slowest - fastest
 }
 
 // Advice is what to do when emulation dominates a build: cross-compile
