@@ -38,8 +38,11 @@ fuzz:
 		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x $$pkg || exit 1; \
 	done
 
+# bench runs every benchmark, prints one table of figures (each beside the
+# reference it is measured against in the same run) and puts it in the README.
 bench: setup
-	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./cmd/manifold/
+	MANIFOLD_BENCH_TABLE=$(CURDIR)/bench.md go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/manifold/
+	bash scripts/bench-readme.sh bench.md README.md
 
 clean:
 	rm -rf bin data

@@ -25,8 +25,9 @@ type Runner struct {
 
 	// solver runs the builds; hold keeps the blob store's collection away
 	// from a solve until its result is recorded.
-	solver Solver
-	hold   func() (release func())
+	solver  Solver
+	hold    func() (release func())
+	recover func(error) bool
 
 	mu      sync.Mutex
 	queue   []string
@@ -55,6 +56,10 @@ type RunnerConfig struct {
 	// Hold, when set, is called before each solve and what it returns once
 	// the result is recorded: the blob store's collection waits meanwhile.
 	Hold func() (release func())
+	// Recover, when set, is asked when recording a build's end fails; true
+	// means it made room (released the full disk's reserve) and the Runner
+	// tries once more.
+	Recover func(err error) bool
 }
 
 // NewRunner returns a Runner; call Start to begin taking builds.
@@ -76,7 +81,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	return &Runner{
 		store: cfg.Store, hub: cfg.Hub, log: cfg.Log, limit: cfg.Limit, maxQueued: cfg.MaxQueuedPerUser,
-		solver: cfg.Solver, hold: cfg.Hold,
+		solver: cfg.Solver, hold: cfg.Hold, recover: cfg.Recover,
 		running: map[string]runningBuild{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -150,6 +155,9 @@ func (r *Runner) Cancel(id string) (wasQueued bool, finished <-chan struct{}) {
 
 func (r *Runner) next(ctx context.Context) (string, bool) {
 	for {
+		if ctx.Err() != nil {
+			return "", false // shutting down: what waits stays queued for the next start
+		}
 		r.mu.Lock()
 		if len(r.queue) > 0 {
 			id := r.queue[0]
@@ -175,7 +183,9 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	log := r.log.With("build_id", id)
 	b, err := r.store.GetBuild(appCtx, id)
 	if err != nil {
-		log.Error("load queued build", "err", err)
+		if appCtx.Err() == nil {
+			log.Error("load queued build", "err", err)
+		}
 		return
 	}
 	ctx, cancel := context.WithCancelCause(appCtx)
@@ -226,6 +236,11 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	}
 	finishedAt := time.Now().UTC()
 	events, err = r.store.FinishBuild(fctx, id, finishedAt, res, FinishEvents(res, &startedAt, finishedAt))
+	if err != nil && r.recover != nil && r.recover(err) {
+		// Room was made (a full disk): the build's end must not be lost.
+		log.Warn("finish build failed; trying again", "err", err)
+		events, err = r.store.FinishBuild(fctx, id, finishedAt, res, FinishEvents(res, &startedAt, finishedAt))
+	}
 	if err != nil {
 		log.Error("finish build", "err", err)
 		return

@@ -467,6 +467,10 @@ func (e *Engine) failure(err error, rec *recorder, b *builds.Build, node *Node, 
 		// The outbound policy refused a source: its sentence says which and why.
 		msg = strings.Join(deny, "; ")
 	}
+	if strings.Contains(msg, "no space left on device") {
+		return builds.Result{Status: builds.StatusFailed, Error: "the disk is full: no space was left while the result was stored (" + msg +
+			"); free space on the disk of Manifold's data folder, or collect garbage (POST /api/v1/gc), then build again"}
+	}
 	if lostBuilder(msg) {
 		node.Forget()
 		return builds.Result{Status: builds.StatusFailed, Error: fmt.Sprintf("the builder was lost: BuildKit node %s at %s stopped answering during the build (%s)", node.Name, node.Addr, msg)}

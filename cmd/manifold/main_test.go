@@ -33,6 +33,11 @@ import (
 var env *buildkittest.Env
 
 func TestMain(m *testing.M) {
+	if args := os.Getenv("MANIFOLD_TEST_PROCESS"); args != "" {
+		// A child: the fault tests run `manifold` as a process of its own, to kill it.
+		main2(args)
+		return
+	}
 	var err error
 	env, err = buildkittest.Start(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -40,6 +45,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	printFigures()
 	env.Close()
 	os.Exit(code)
 }
@@ -55,6 +61,8 @@ type app struct {
 	Data string
 	stop func()
 	logs *lockedBuffer // what manifold logged, at info and above
+	// token, when set, is sent by do as a Bearer token.
+	token string
 }
 
 // lockedBuffer collects the server's log for failure messages.
@@ -173,6 +181,9 @@ func (a *app) do(t testing.TB, method, path, body string) (int, []byte) {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -139,12 +139,21 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		Pool: pool, Blobs: st.content, WorkDir: st.work, Context: cfg.Context, Registry: client, Secrets: accts,
 		Outbound: policy, Frontends: cfg.Frontends, Network: cfg.BuildNetwork, Records: records, Hub: hub, Log: log,
 	})
+	reserve := content.OpenReserve(st.data, content.ReserveSize)
 	runner := builds.NewRunner(builds.RunnerConfig{
 		Store: records, Hub: hub, Log: log, Limit: cfg.Concurrency, MaxQueuedPerUser: cfg.MaxQueued,
 		Solver: engine, Hold: st.content.Hold,
+		Recover: func(err error) bool {
+			if !content.DiskFull(err) || !reserve.Release() {
+				return false
+			}
+			log.Warn("the disk of the data folder is full: released the reserve to record the build's end; free space soon", "data", st.data)
+			return true
+		},
 	})
 	jobs := builds.NewJobs()
 	defer jobs.Shutdown() // background jobs end before the database closes
+	jobs.Every(30*time.Second, func(context.Context) { reserve.Refill() })
 	svc := builds.NewService(runner, builds.ServiceConfig{
 		Nodes: pool, Uploads: st.content, WorkDir: st.work, Context: cfg.Context,
 		Frontends: cfg.Frontends, Outbound: policy, Accounts: accts, Jobs: jobs, Log: log,
