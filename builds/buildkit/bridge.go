@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // bridgeBlock holds every daemon's /24: uncommon enough to miss the ranges
@@ -333,4 +334,112 @@ func (n *bridgeNet) removeBridge() error {
 		return fmt.Errorf("ip link delete %s: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// ownersDir holds, per bridge, the process that owns it: a Manifold killed
+// with SIGKILL cannot remove its bridge and rules, so the next one that
+// starts a bridge network removes those whose owner is gone.
+var ownersDir = "/run/manifold/bridges"
+
+// claim records this process as the owner of the bridge.
+func (n *bridgeNet) claim() error {
+	if err := os.MkdirAll(ownersDir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(ownersDir, n.Name), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+}
+
+// release forgets the bridge's owner, once it is removed.
+func (n *bridgeNet) release() { _ = os.Remove(filepath.Join(ownersDir, n.Name)) }
+
+// sweepStaleBridges removes the bridges, firewall chains and NAT rules of
+// build networks whose owning process is gone, and says which it removed.
+func sweepStaleBridges() []string {
+	entries, err := os.ReadDir(ownersDir)
+	if err != nil {
+		return nil
+	}
+	var swept []string
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "mfbk") {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(ownersDir, name))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err == nil && pid > 0 && syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // its owner still runs
+		}
+		n := &bridgeNet{Name: name}
+		n.uninstall()
+		removeNATRules(name)
+		if err := n.removeBridge(); err != nil {
+			continue
+		}
+		n.release()
+		swept = append(swept, name)
+	}
+	return swept
+}
+
+// removeNATRules deletes the masquerading rules and chains the CNI bridge
+// plugin made for the network's containers (their comment names it), which
+// a killed buildkitd never removed.
+func removeNATRules(network string) {
+	out, err := exec.Command("iptables", "-w", "-t", "nat", "-S", "POSTROUTING").Output()
+	if err != nil {
+		return
+	}
+	marker := `name: \"` + network + `\"`
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "-A POSTROUTING ") || !strings.Contains(line, marker) {
+			continue
+		}
+		f := strings.Fields(line)
+		chain := ""
+		for i := range f {
+			if f[i] == "-j" && i+1 < len(f) {
+				chain = f[i+1]
+			}
+		}
+		rule := splitRule(strings.TrimPrefix(line, "-A POSTROUTING "))
+		_ = runIPTables(append([]string{"iptables", "-t", "nat", "-D", "POSTROUTING"}, rule...))
+		if strings.HasPrefix(chain, "CNI-") {
+			_ = runIPTables([]string{"iptables", "-t", "nat", "-F", chain})
+			_ = runIPTables([]string{"iptables", "-t", "nat", "-X", chain})
+		}
+	}
+}
+
+// splitRule splits an iptables -S rule into arguments, keeping quoted
+// comments (with their escaped quotes) as one argument.
+func splitRule(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQuote, escaped := false, false
+	for _, r := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\':
+			escaped = true
+		case r == '"':
+			inQuote = !inQuote
+		case r == ' ' && !inQuote:
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
 }

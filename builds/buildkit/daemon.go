@@ -169,6 +169,8 @@ func prepareBridge(root, cniDir string) (*bridgeNet, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Bridges a killed Manifold left behind go first.
+	sweepStaleBridges()
 	bn, err := newBridgeNet(root, bin)
 	if err != nil {
 		return nil, err
@@ -181,6 +183,9 @@ func prepareBridge(root, cniDir string) (*bridgeNet, error) {
 	}
 	if err := bn.install(); err != nil {
 		return nil, err
+	}
+	if err := bn.claim(); err != nil {
+		return nil, fmt.Errorf("record the build network's owner: %w", err)
 	}
 	return bn, nil
 }
@@ -336,6 +341,8 @@ func (d *Daemon) Stop() {
 		d.net.uninstall()
 		if err := d.net.removeBridge(); err != nil {
 			d.cfg.Log.Warn("remove the build network's bridge", "err", err)
+		} else {
+			d.net.release()
 		}
 	})
 }
