@@ -88,6 +88,11 @@ func openPool(ctx context.Context, file string, conns int, readOnly bool) (*sql.
 // The file and its -wal and -shm companions are readable by their owner
 // only (SQLite gives the companions the main file's mode).
 func Open(ctx context.Context, file string) (*DB, error) {
+	return open(ctx, file, migrations)
+}
+
+// open is Open with the migrations read from fsys (tests give other sets).
+func open(ctx context.Context, file string, fsys fs.FS) (*DB, error) {
 	if err := private(file); err != nil {
 		return nil, err
 	}
@@ -101,7 +106,7 @@ func Open(ctx context.Context, file string) (*DB, error) {
 		return nil, err
 	}
 	d := &DB{DB: sqldb, read: read}
-	if err := d.migrate(ctx); err != nil {
+	if err := d.migrate(ctx, fsys); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -136,12 +141,12 @@ func private(file string) error {
 	return nil
 }
 
-func (d *DB) migrate(ctx context.Context) error {
+func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 	if _, err := d.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`); err != nil {
 		return fmt.Errorf("db: create schema_migrations: %w", err)
 	}
-	entries, err := migrations.ReadDir("migrations")
+	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
 		return err
 	}
@@ -163,7 +168,7 @@ func (d *DB) migrate(ctx context.Context) error {
 		if n > 0 {
 			continue
 		}
-		body, err := migrations.ReadFile(path.Join("migrations", name))
+		body, err := fs.ReadFile(fsys, path.Join("migrations", name))
 		if err != nil {
 			return err
 		}

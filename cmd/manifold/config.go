@@ -21,6 +21,10 @@ type envFlags struct {
 	*flag.FlagSet
 	getenv func(string) string
 	err    error
+	// file holds the config file's values by flag name; they sit between the
+	// environment and the built-in defaults.
+	file     map[string]string
+	fileName string
 }
 
 func newEnvFlags(name string, getenv func(string) string, out io.Writer) *envFlags {
@@ -29,27 +33,36 @@ func newEnvFlags(name string, getenv func(string) string, out io.Writer) *envFla
 	return &envFlags{FlagSet: fs, getenv: getenv}
 }
 
-// lookup is the variable's value, or "".
-func (f *envFlags) lookup(env string) string { return f.getenv(env) }
+// lookup is the variable's value, else the config file's value for the
+// flag, or "". from says where the value came from, for error messages.
+func (f *envFlags) lookup(name, env string) (v, from string) {
+	if v := f.getenv(env); v != "" {
+		return v, env
+	}
+	if v, ok := f.file[name]; ok {
+		return v, "config file " + f.fileName + ": " + name
+	}
+	return "", env
+}
 
-func (f *envFlags) bad(env, v, want string) {
+func (f *envFlags) bad(from, v, want string) {
 	if f.err == nil {
-		f.err = fmt.Errorf("%s=%q is not %s", env, v, want)
+		f.err = fmt.Errorf("%s=%q is not %s", from, v, want)
 	}
 }
 
 func (f *envFlags) str(p *string, name, env, def, usage string) {
-	if v := f.lookup(env); v != "" {
+	if v, _ := f.lookup(name, env); v != "" {
 		def = v
 	}
 	f.StringVar(p, name, def, usage+" ("+env+")")
 }
 
 func (f *envFlags) integer(p *int64, name, env string, def int64, usage string) {
-	if v := f.lookup(env); v != "" {
+	if v, from := f.lookup(name, env); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			f.bad(env, v, "a number")
+			f.bad(from, v, "a number")
 		} else {
 			def = n
 		}
@@ -58,10 +71,10 @@ func (f *envFlags) integer(p *int64, name, env string, def int64, usage string) 
 }
 
 func (f *envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	if v := f.lookup(env); v != "" {
+	if v, from := f.lookup(name, env); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			f.bad(env, v, "a duration such as 90s or 1h")
+			f.bad(from, v, "a duration such as 90s or 1h")
 		} else {
 			def = d
 		}
@@ -70,7 +83,11 @@ func (f *envFlags) duration(p *time.Duration, name, env string, def time.Duratio
 }
 
 func (f *envFlags) boolean(p *bool, name, env, usage string) {
-	f.BoolVar(p, name, f.lookup(env) == "true", usage+" ("+env+"=true)")
+	v, from := f.lookup(name, env)
+	if v != "" && v != "true" && v != "false" && from != env {
+		f.bad(from, v, "true or false")
+	}
+	f.BoolVar(p, name, v == "true", usage+" ("+env+"=true)")
 }
 
 // Parse reads args after the environment; a bad variable is the first error.
@@ -99,7 +116,19 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	var cfg config
 	var raw rawConfig
 	fs := newEnvFlags("manifold serve", getenv, out)
+	if path := configFilePath(args, getenv); path != "" {
+		file, err := readConfigFile(path)
+		if err != nil {
+			return cfg, err
+		}
+		fs.file, fs.fileName = file, path
+	}
+	var configPath string
+	fs.StringVar(&configPath, configFileFlag, getenv("MANIFOLD_CONFIG"), "TOML file whose keys are these flags' names; a flag beats the environment, which beats the file (MANIFOLD_CONFIG)")
 	registerFlags(fs, &cfg, &raw)
+	if err := fs.unknownConfigKey(); err != nil {
+		return cfg, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -74,11 +74,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return userCommand(ctx, args, getenv, stdout)
 	case "token":
 		return tokenCommand(ctx, args, getenv, stdout)
+	case "backup":
+		return backupCommand(ctx, args, getenv, stdout)
+	case "restore":
+		return restoreCommand(ctx, args, getenv, stdout)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: manifold [serve|user create|token create|version] [flags]; manifold serve -h lists the flags")
+		fmt.Fprintln(stdout, "usage: manifold [serve|user create|token create|backup DEST|restore SRC|version] [flags]; manifold serve -h lists the flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q; use serve, user, token or version", cmd)
+	return fmt.Errorf("unknown command %q; use serve, user, token, backup, restore or version", cmd)
 }
 
 func versionString() string {
