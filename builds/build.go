@@ -217,6 +217,8 @@ type Request struct {
 type ListOptions struct {
 	Before string
 	Limit  int
+	// Filter narrows the history; its zero value keeps every build.
+	Filter Filter
 }
 
 // Result is what a finished solve leaves behind.

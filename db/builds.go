@@ -172,15 +172,10 @@ func (s *Builds) GetBuild(ctx context.Context, id string) (*builds.Build, error)
 	return b, nil
 }
 
-// ListBuilds pages newest first by id (ids are time-ordered).
+// ListBuilds pages newest first by id (ids are time-ordered), narrowed by opt.Filter.
 func (s *Builds) ListBuilds(ctx context.Context, opt builds.ListOptions) ([]*builds.Build, error) {
-	var rows *sql.Rows
-	var err error
-	if opt.Before == "" {
-		rows, err = s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds ORDER BY id DESC LIMIT ?`, opt.Limit)
-	} else {
-		rows, err = s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id < ? ORDER BY id DESC LIMIT ?`, opt.Before, opt.Limit)
-	}
+	query, args := historyQuery(opt)
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("db: list builds: %w", err)
 	}

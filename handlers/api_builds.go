@@ -195,7 +195,8 @@ func (h *Handlers) GetBuild(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, buildJSON{Build: b, QueuePosition: h.Builds.QueuePosition(b.ID)})
 }
 
-// ListBuilds answers GET /api/v1/builds?limit=&before=, newest first.
+// ListBuilds answers GET /api/v1/builds?limit=&before=, newest first,
+// narrowed by status, platform, tag, user, since, until and q.
 func (h *Handlers) ListBuilds(w http.ResponseWriter, r *http.Request) error {
 	opt, err := listOptions(r.URL.Query())
 	if err != nil {
@@ -212,7 +213,11 @@ func (h *Handlers) ListBuilds(w http.ResponseWriter, r *http.Request) error {
 	next := ""
 	if len(list) == opt.Limit && len(list) > 0 {
 		next = list[len(list)-1].ID
-		w.Header().Set("Link", fmt.Sprintf(`</api/v1/builds?limit=%d&before=%s>; rel="next"`, opt.Limit, next))
+		link := fmt.Sprintf(`/api/v1/builds?limit=%d&before=%s`, opt.Limit, next)
+		if f := opt.Filter.String(); f != "" {
+			link += "&" + f
+		}
+		w.Header().Set("Link", "<"+link+`>; rel="next"`)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"builds": out, "next": next})
 }
@@ -226,6 +231,11 @@ func listOptions(q url.Values) (builds.ListOptions, error) {
 		}
 		opt.Limit = n
 	}
+	f, err := builds.ParseFilter(q.Get)
+	if err != nil {
+		return opt, err
+	}
+	opt.Filter = f
 	return opt, nil
 }
 

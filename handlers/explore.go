@@ -112,10 +112,18 @@ func (h *Handlers) BlobPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if v.Kind == explore.KindLayer {
-		http.Redirect(w, r, "/blobs/"+v.Digest+"/files", http.StatusSeeOther)
+		to := "/blobs/" + v.Digest + "/files"
+		if r.URL.RawQuery != "" {
+			to += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
 		return nil
 	}
-	pv := templates.BlobPageView{Blob: v, Host: r.Host}
+	trail, err := templates.ParseTrail(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	pv := templates.BlobPageView{Blob: v, Host: r.Host, Trail: trail}
 	if len(v.Raw) > 0 && v.Kind != explore.KindUnknown {
 		pv.Raw = templates.PrettyJSON(v.Raw)
 	}
@@ -128,7 +136,11 @@ func (h *Handlers) FilesPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := templates.FilesPageView{Digest: chi.URLParam(r, "digest"), Merged: r.URL.Query().Get("merged") != "", Sort: r.URL.Query().Get("sort"),
+	trail, err := templates.ParseTrail(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	v := templates.FilesPageView{Trail: trail, Digest: chi.URLParam(r, "digest"), Merged: r.URL.Query().Get("merged") != "", Sort: r.URL.Query().Get("sort"),
 		Files: files, Truncated: info.Truncated, Total: info.UncompressedSize}
 	if len(files) > maxFileRows {
 		v.Files = files[:maxFileRows]

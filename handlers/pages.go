@@ -289,7 +289,7 @@ func (h *Handlers) BuildsPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := templates.BuildsView{Builds: list, Now: time.Now()}
+	v := templates.BuildsView{Builds: list, Now: time.Now(), Filter: opt.Filter, Platforms: h.platformChoices(r)}
 	if len(list) == opt.Limit {
 		v.Next = list[len(list)-1].ID
 	}
@@ -419,4 +419,17 @@ func (h *Handlers) RebuildForm(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.Redirect(w, r, "/builds/"+b.ID, http.StatusSeeOther)
 	return nil
+}
+
+// platformChoices are the platforms the history filter offers: what the
+// nodes build now, plus the one the URL asks for.
+func (h *Handlers) platformChoices(r *http.Request) []string {
+	avail, _ := h.Builds.Platforms(r.Context())
+	out := append([]string{}, avail...)
+	if p := r.URL.Query().Get("platform"); p != "" && !slices.Contains(out, p) {
+		if n, err := builds.ParsePlatform(p); err == nil && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -19,13 +19,15 @@ type IndexPageView struct {
 
 // BlobPageView is the explorer's page of one blob.
 type BlobPageView struct {
-	Blob *explore.BlobView
+	Trail Trail
+	Blob  *explore.BlobView
 	Raw  []Segment // pretty-printed JSON, digests as links (Class "digest")
 	Host string
 }
 
 // FilesPageView is a layer's (or a merged platform's) file list.
 type FilesPageView struct {
+	Trail     Trail
 	Digest    string
 	Merged    bool
 	Sort      string

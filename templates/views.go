@@ -83,7 +83,30 @@ type BuildsView struct {
 	// Next is the id to pass as before= for the next (older) page, or "".
 	Next string
 	Now  time.Time
+	// Filter is what the URL asked for; Platforms the choices the filter form offers.
+	Filter    builds.Filter
+	Platforms []string
 }
+
+// NextURL is the link to the next (older) page, keeping the filter.
+func (v BuildsView) NextURL() string {
+	u := "/builds?before=" + v.Next
+	if f := v.Filter.String(); f != "" {
+		u += "&" + f
+	}
+	return u
+}
+
+// FilterDate shows a filter time in a date-time input ("" when unset).
+func FilterDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04")
+}
+
+// HistoryStatuses are the statuses the history filter offers.
+var HistoryStatuses = []string{"queued", "running", "succeeded", "failed", "canceled", "interrupted"}
 
 // BuildView is one build's page.
 type BuildView struct {

@@ -66,6 +66,9 @@ type FileChange struct {
 	SizeB int64  `json:"size_b"`
 	TypeA string `json:"type_a"`
 	TypeB string `json:"type_b"`
+	// LinkA and LinkB are a link's targets (symlinks and hardlinks).
+	LinkA string `json:"link_a,omitempty"`
+	LinkB string `json:"link_b,omitempty"`
 }
 
 var fromStep = regexp.MustCompile(`^\[([a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9.]+)?) [0-9]+/[0-9]+\] FROM (\S+)`)
@@ -252,9 +255,9 @@ func (s *Service) compareManifests(ctx context.Context, pc *PlatformComparison, 
 			if len(pc.FilesOnlyA) < maxDiffFiles {
 				pc.FilesOnlyA = append(pc.FilesOnlyA, f)
 			}
-		case g.Size != f.Size || g.Type != f.Type:
+		case g.Size != f.Size || g.Type != f.Type || g.Link != f.Link:
 			if len(pc.FilesChanged) < maxDiffFiles {
-				pc.FilesChanged = append(pc.FilesChanged, FileChange{Path: f.Path, SizeA: f.Size, SizeB: g.Size, TypeA: f.Type, TypeB: g.Type})
+				pc.FilesChanged = append(pc.FilesChanged, FileChange{Path: f.Path, SizeA: f.Size, SizeB: g.Size, TypeA: f.Type, TypeB: g.Type, LinkA: f.Link, LinkB: g.Link})
 			}
 		}
 	}
