@@ -77,6 +77,15 @@ if [ "$got_bk" != "$want_bk" ]; then
 	exit 1
 fi
 
+# 3b. docker buildx (the standalone binary; its remote driver needs no Docker engine), for the
+#     builder endpoint's tests: go install at the pinned version, kept in bin/.
+want_bx=v0.38.2
+if [ "$(cat "$BIN/.buildx-stamp" 2>/dev/null)" != "$want_bx go=$(go env GOVERSION)" ] || [ ! -x "$BIN/buildx" ]; then
+	log "building buildx $want_bx into bin/ (minutes the first time)"
+	(cd /tmp && GOBIN="$BIN" GOFLAGS=-mod=mod go install "github.com/docker/buildx/cmd/buildx@$want_bx")
+	echo "$want_bx go=$(go env GOVERSION)" >"$BIN/.buildx-stamp"
+fi
+
 # 4. binfmt_misc handlers for emulated RUN steps (qemu-user-static, flags include F).
 if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
 	log "mounting binfmt_misc"

@@ -524,6 +524,19 @@ func (a *Service) CreateToken(ctx context.Context, user, name, scope string) (st
 	return secret, t, err
 }
 
+// MayBuild says whether user exists with the builder role or above (the
+// builder endpoint asks at every handshake).
+func (a *Service) MayBuild(ctx context.Context, user string) error {
+	u, _, _, err := a.store.UserByName(ctx, user)
+	if err != nil {
+		return err
+	}
+	if !u.Role.Allows(RoleBuilder) {
+		return builds.CodeErrorf(builds.EForbidden, "forbidden", "user %s has the %s role; building needs builder or admin", user, u.Role)
+	}
+	return nil
+}
+
 // Tokens lists a user's tokens ("" for everyone's).
 func (a *Service) Tokens(ctx context.Context, user string) ([]Token, error) {
 	return a.store.ListTokens(ctx, user)

@@ -82,8 +82,11 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	if e.backend, err = grpc.NewClient(target, creds, grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}))); err != nil {
 		return nil, fmt.Errorf("dial the builder endpoint's BuildKit %s: %w", cfg.Backend, err)
 	}
+	// TLS is the endpoint's own (Serve wraps the listener), not gRPC's: gRPC's
+	// TLS refuses clients that do not offer ALPN "h2", and buildx's remote
+	// driver makes its TLS connection without it.
 	e.server = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(e.tls)),
+		grpc.Creds(insecure.NewCredentials()),
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.UnknownServiceHandler(e.pass),
 		grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
@@ -125,7 +128,7 @@ func (e *Endpoint) Serve(ctx context.Context, l net.Listener) error {
 		<-ctx.Done()
 		e.server.GracefulStop()
 	}()
-	err := e.server.Serve(l)
+	err := e.server.Serve(tls.NewListener(l, e.tls))
 	_ = e.backend.Close()
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil

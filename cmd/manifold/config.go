@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"manifold/builds"
@@ -107,7 +108,7 @@ func (f *envFlags) Parse(args []string) error {
 // rawConfig holds what flags give before it is checked and converted.
 type rawConfig struct {
 	concurrency, maxQueued, files, layerEntries, retainDays, retainPerTag int64
-	allowFrontends                                                        string
+	allowFrontends, builderHosts                                          string
 }
 
 // parseConfig reads `manifold serve`'s flags and environment, then checks
@@ -139,6 +140,8 @@ func registerFlags(fs *envFlags, cfg *config, raw *rawConfig) {
 	fs.str(&cfg.Addr, "addr", "MANIFOLD_ADDR", ":8080", "listen address")
 	fs.str(&cfg.Data, "data", "MANIFOLD_DATA", "data", "data folder: database, content store, embedded buildkitd")
 	fs.str(&cfg.BuildKit, "buildkit", "MANIFOLD_BUILDKIT", "", "BuildKit daemon address, unix:// or tcp://; empty starts an embedded buildkitd")
+	fs.str(&cfg.BuilderAddr, "builder-addr", "MANIFOLD_BUILDER_ADDR", "", "address (host:port) where docker buildx reaches BuildKit through Manifold, over mutual TLS with certificates from `manifold builder-cert`; empty for none")
+	fs.str(&raw.builderHosts, "builder-hosts", "MANIFOLD_BUILDER_HOSTS", "", "comma-separated names and addresses clients reach --builder-addr by, for its certificate (localhost and loopback are always in it)")
 	fs.str(&cfg.Nodes, "nodes", "MANIFOLD_NODES", "", "nodes file (TOML, one [[node]] per BuildKit daemon) to route each platform to a node that runs it natively; replaces --buildkit and the embedded daemon")
 	fs.str(&cfg.TLS.CACert, "buildkit-tls-ca", "MANIFOLD_BUILDKIT_TLS_CA", "", "CA certificate for a tcp:// BuildKit")
 	fs.str(&cfg.TLS.Cert, "buildkit-tls-cert", "MANIFOLD_BUILDKIT_TLS_CERT", "", "client certificate for a tcp:// BuildKit")
@@ -218,6 +221,16 @@ func checkConfig(cfg config, raw rawConfig) (config, error) {
 	}
 	if cfg.BuildNetwork, err = builds.ParseBuildNetwork(cfg.BuildNetwork); err != nil {
 		return cfg, err
+	}
+	if cfg.BuilderAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.BuilderAddr); err != nil {
+			return cfg, fmt.Errorf("--builder-addr %q is not host:port (such as :1234)", cfg.BuilderAddr)
+		}
+	}
+	for _, h := range strings.Split(raw.builderHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.BuilderHosts = append(cfg.BuilderHosts, h)
+		}
 	}
 	if cfg.Frontends, err = builds.ParseFrontendAllowList(raw.allowFrontends); err != nil {
 		return cfg, err

@@ -16,6 +16,7 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/accounts"
+	"manifold/builds/builder"
 	"manifold/builds/buildkit"
 	"manifold/builds/content"
 	"manifold/builds/explore"
@@ -28,21 +29,25 @@ import (
 
 // config is everything `manifold serve` can be told, by flag or environment.
 type config struct {
-	Addr        string
-	Data        string
-	BuildKit    string
-	Nodes       string // nodes file
-	TLS         buildkit.TLSConfig
-	Buildkitd   string
-	Mirror      string
-	Concurrency int
-	MaxQueued   int
-	LogLevel    string
-	Context     builds.ContextLimits
-	KeyFile     string
-	Retention   content.Retention
-	GCInterval  time.Duration
-	AnonPull    bool
+	Addr     string
+	Data     string
+	BuildKit string
+	Nodes    string // nodes file
+	// BuilderAddr is where BuildKit's API is offered to `docker buildx` over
+	// mutual TLS ("" for nowhere); BuilderHosts name it in its certificate.
+	BuilderAddr  string
+	BuilderHosts []string
+	TLS          buildkit.TLSConfig
+	Buildkitd    string
+	Mirror       string
+	Concurrency  int
+	MaxQueued    int
+	LogLevel     string
+	Context      builds.ContextLimits
+	KeyFile      string
+	Retention    content.Retention
+	GCInterval   time.Duration
+	AnonPull     bool
 	// AllowHosts lists the hosts outbound requests may reach although the
 	// address policy refuses them (comma-separated host or host:port).
 	AllowHosts string
@@ -74,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return userCommand(ctx, args, getenv, stdout)
 	case "token":
 		return tokenCommand(ctx, args, getenv, stdout)
+	case "builder-cert":
+		return builderCertCommand(ctx, args, getenv, stdout)
 	case "backup":
 		return backupCommand(ctx, args, getenv, stdout)
 	case "restore":
@@ -188,8 +195,43 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	h := &handlers.Handlers{Builds: svc, Content: store, Blobs: st.content, Explorer: explorer, Registries: pull,
 		Credentials: regs, Accounts: accts, Log: log, Retention: cfg.Retention}
+	if cfg.BuilderAddr != "" {
+		stopBuilder, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, log)
+		if err != nil {
+			return err
+		}
+		defer stopBuilder()
+	}
 	srv := web.NewServer(h, web.Options{AnonymousPull: cfg.AnonPull, Identities: accts, OnShutdown: svc.CloseWatchers}, log)
 	return srv.Serve(ctx, l)
+}
+
+// startBuilderEndpoint offers BuildKit's API to `docker buildx` on
+// --builder-addr, behind mutual TLS with the builder CA's certificates,
+// passing it to the first node.
+func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *accounts.Service, pool *buildkit.Pool, log *slog.Logger) (func(), error) {
+	ca, err := builder.OpenCA(st.data)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := builder.NewEndpoint(builder.EndpointConfig{CA: ca, Certs: db.NewBuilderCerts(st.db), Users: accts,
+		Hosts: cfg.BuilderHosts, Backend: pool.Nodes()[0].Addr, Log: log.With("component", "builder")})
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", cfg.BuilderAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --builder-addr %s: %w", cfg.BuilderAddr, err)
+	}
+	log.Info("builder endpoint listening (docker buildx, remote driver, mutual TLS)", "addr", displayAddr(l.Addr()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := ep.Serve(ctx, l); err != nil {
+			log.Error("builder endpoint", "err", err)
+		}
+	}()
+	return func() { ep.Stop(); <-done }, nil
 }
 
 // newLogger is Manifold's log; containerd and the BuildKit client log
