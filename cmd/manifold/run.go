@@ -72,9 +72,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return tokenCommand(ctx, args, getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, "usage: manifold [serve|user create|token create|version] [flags]; manifold serve -h lists the flags")
+		fmt.Fprintln(stdout, "client: manifold login URL | logout | build [flags] PATH|GIT-URL | builds ls|show|logs | export | cancel | inspect  (README: Command line)")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q; use serve, user, token or version", cmd)
+	if clientCommands[cmd] {
+		return newCLI(getenv, stdout).run(ctx, cmd, args)
+	}
+	return fmt.Errorf("unknown command %q; use serve, user, token, version, login, logout, build, builds, export, cancel or inspect", cmd)
 }
 
 func versionString() string {
