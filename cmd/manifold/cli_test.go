@@ -146,7 +146,7 @@ func TestCLIAgainstRealServer(t *testing.T) {
 
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
-		"Dockerfile": "FROM busybox:1\nCOPY . /ctx/\nRUN test -e /ctx/keep.txt && test ! -e /ctx/secret.txt && test ! -e /ctx/node_modules && echo context-ok\n",
+		"Dockerfile":    "FROM busybox:1\nCOPY . /ctx/\nRUN test -e /ctx/keep.txt && test ! -e /ctx/secret.txt && test ! -e /ctx/node_modules && echo context-ok\n",
 		".dockerignore": "secret.txt\nnode_modules\n", "keep.txt": "keep", "secret.txt": "do not send", "node_modules/m.js": "x",
 	})
 	archive := filepath.Join(t.TempDir(), "out.oci")
