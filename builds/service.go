@@ -46,6 +46,9 @@ type Service struct {
 	summing    sync.Mutex
 	summingIDs map[string]bool
 	sumSlots   chan struct{} // one checksum computation at a time
+
+	// onCollect is told of every finished garbage collection (metrics).
+	onCollect func(GCReport)
 }
 
 // NewService wires a Service over the runner's store, hub and node.

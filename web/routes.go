@@ -15,12 +15,16 @@ import (
 func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r := chi.NewRouter()
 	s.mux = r
-	r.Use(middleware.GetHead, s.requestID, s.recoverer, s.logRequests, securityHeaders, s.guardSetup, s.authenticate, s.requireJSON)
+	r.Use(s.countRequests, middleware.GetHead, s.requestID, s.recoverer, s.logRequests, securityHeaders, s.guardSetup, s.authenticate, s.requireJSON)
 	r.NotFound(s.handle(notFound))
 	r.MethodNotAllowed(s.methodNotAllowed)
 
 	// Open to everyone.
 	r.Get("/healthz", s.handle(h.Health))
+	r.Get("/readyz", s.readyz)
+	if s.metrics != nil && s.metrics.Open {
+		r.Handle("/metrics", s.metrics.handler())
+	}
 	r.Handle("/static/*", static.Handler())
 	r.Get("/login", s.handle(h.LoginPage))
 	r.Post("/login", s.handle(h.Login))
@@ -97,6 +101,9 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(s.require(accounts.RoleAdmin))
 		r.Post("/api/v1/gc", s.handle(h.CollectGarbage))
+		if s.metrics != nil && !s.metrics.Open {
+			r.Handle("/metrics", s.metrics.handler())
+		}
 		r.Get("/api/v1/registries", s.handle(h.ListRegistries))
 		r.Put("/api/v1/registries/{host}", s.handle(h.PutRegistry))
 		r.Delete("/api/v1/registries/{host}", s.handle(h.DeleteRegistry))

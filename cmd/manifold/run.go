@@ -48,6 +48,10 @@ type config struct {
 	BuildNetwork string
 	// Frontends lists the `# syntax=` frontend images builds may name.
 	Frontends builds.FrontendPolicy
+	// LogFormat is text or json.
+	LogFormat string
+	// MetricsOpen serves /metrics without a token.
+	MetricsOpen bool
 }
 
 // run is the whole program; main only calls it.
@@ -152,6 +156,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", st.data, "buildkit", node.Addr, "version", versionString())
+	metrics := web.NewMetrics(db.NewMetrics(st.db), svc, cfg.MetricsOpen)
+	svc.OnCollect(metrics.Collected)
 	if cfg.GCInterval > 0 {
 		svc.CollectEvery(cfg.GCInterval, cfg.Retention)
 	}
@@ -159,7 +165,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
 	}
 	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accts, Log: log, Retention: cfg.Retention},
-		web.Options{AnonymousPull: cfg.AnonPull, OnShutdown: svc.CloseWatchers}, log)
+		web.Options{AnonymousPull: cfg.AnonPull, OnShutdown: svc.CloseWatchers, Metrics: metrics}, log)
 	return srv.Serve(ctx, l)
 }
 
@@ -167,7 +173,11 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 // through logrus, which is folded into it at debug.
 func newLogger(cfg config, stdout io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level})
+	if cfg.LogFormat == "json" {
+		handler = slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler)
 	logrus.SetOutput(logWriter{log})
 	logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
 	return log
