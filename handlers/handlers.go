@@ -12,12 +12,15 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/accounts"
+	"manifold/builds/projects"
 )
 
 // Handlers holds what the HTTP surface needs.
 type Handlers struct {
 	Builds   *builds.Service
 	Accounts *accounts.Service
+	// Projects keeps projects and turns webhook deliveries into builds.
+	Projects *projects.Service
 	Log      *slog.Logger
 	// Retention is applied by POST /api/v1/gc, as by the periodic collection.
 	Retention builds.Retention

@@ -31,6 +31,11 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r.Get("/setup", s.handle(h.SetupPage))
 	r.Post("/setup", s.handle(h.Setup))
 
+	// Webhooks authenticate by the project's signature, not by login (see isHook).
+	r.Post("/hooks/github/{project}", s.handle(h.GitHubHook))
+	r.Post("/hooks/gitea/{project}", s.handle(h.GiteaHook))
+	r.Post("/hooks/gitlab/{project}", s.handle(h.GitLabHook))
+
 	// The read-only OCI distribution API: repositories may hold slashes, so
 	// the handler parses the rest of the path itself.
 	r.Handle("/v2", http.RedirectHandler("/v2/", http.StatusMovedPermanently))
@@ -58,6 +63,10 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/api/v1/blobs/{digest}/files", s.handle(h.FilesJSON))
 		r.Get("/api/v1/compare", s.handle(h.CompareJSON))
 		r.Get("/api/v1/tokens", s.handle(h.ListTokens))
+		r.Get("/api/v1/projects", s.handle(h.ListProjects))
+		r.Get("/api/v1/projects/{name}", s.handle(h.GetProject))
+		r.Get("/projects", s.handle(h.ProjectsPage))
+		r.Get("/projects/{name}", s.handle(h.ProjectPage))
 		r.Post("/api/v1/tokens", s.handle(h.CreateToken))
 		r.Delete("/api/v1/tokens/{tid}", s.handle(h.RevokeToken))
 
@@ -89,6 +98,12 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/api/v1/secrets", s.handle(h.ListSecrets))
 		r.Put("/api/v1/secrets/{name}", s.handle(h.PutSecret))
 		r.Delete("/api/v1/secrets/{name}", s.handle(h.DeleteSecret))
+
+		r.Post("/api/v1/projects", s.handle(h.CreateProject))
+		r.Post("/api/v1/projects/{name}/build", s.handle(h.BuildProject))
+		r.Post("/projects", s.handle(h.CreateProjectForm))
+		r.Post("/projects/{name}", s.handle(h.UpdateProjectForm))
+		r.Post("/projects/{name}/build", s.handle(h.BuildProjectForm))
 
 		r.Post("/builds", s.handle(h.CreateBuildForm))
 		r.Post("/builds/{id}/cancel", s.handle(h.CancelBuildForm))

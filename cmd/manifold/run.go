@@ -18,6 +18,7 @@ import (
 	"manifold/builds/accounts"
 	"manifold/builds/buildkit"
 	"manifold/builds/outbound"
+	"manifold/builds/projects"
 	"manifold/db"
 	"manifold/handlers"
 	"manifold/web"
@@ -164,7 +165,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if setup, err := accts.SetupMode(ctx); err == nil && setup {
 		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
 	}
-	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accts, Log: log, Retention: cfg.Retention},
+	projs := projects.NewService(db.NewProjects(st.db), regs, svc)
+	srv := web.NewServer(&handlers.Handlers{Builds: svc, Accounts: accts, Projects: projs, Log: log, Retention: cfg.Retention},
 		web.Options{AnonymousPull: cfg.AnonPull, OnShutdown: svc.CloseWatchers, Metrics: metrics}, log)
 	return srv.Serve(ctx, l)
 }
