@@ -21,13 +21,19 @@ const maxHookBody = 5 << 20
 
 // GitHubHook answers POST /hooks/github/{project}: X-Hub-Signature-256,
 // push events (branches and tags) and ping.
-func (h *Handlers) GitHubHook(w http.ResponseWriter, r *http.Request) error { return h.hook(w, r, "github") }
+func (h *Handlers) GitHubHook(w http.ResponseWriter, r *http.Request) error {
+	return h.hook(w, r, "github")
+}
 
 // GiteaHook answers POST /hooks/gitea/{project}: X-Gitea-Signature (or X-Hub-Signature-256), push events.
-func (h *Handlers) GiteaHook(w http.ResponseWriter, r *http.Request) error { return h.hook(w, r, "gitea") }
+func (h *Handlers) GiteaHook(w http.ResponseWriter, r *http.Request) error {
+	return h.hook(w, r, "gitea")
+}
 
 // GitLabHook answers POST /hooks/gitlab/{project}: X-Gitlab-Token, Push Hook and Tag Push Hook.
-func (h *Handlers) GitLabHook(w http.ResponseWriter, r *http.Request) error { return h.hook(w, r, "gitlab") }
+func (h *Handlers) GitLabHook(w http.ResponseWriter, r *http.Request) error {
+	return h.hook(w, r, "gitlab")
+}
 
 // pushPayload is what the three forges share in a push event.
 type pushPayload struct {
@@ -149,4 +155,3 @@ func clipInput(s string) string {
 	}
 	return s
 }
-
