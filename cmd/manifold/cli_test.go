@@ -299,3 +299,36 @@ func TestCLIAgainstRealServer(t *testing.T) {
 		t.Errorf("logout left %s: %v", cfgFile, err)
 	}
 }
+
+// TestLiveViewIsCompact feeds the terminal view a build's events: finished
+// steps get one line each, output is shown only for the failing step.
+func TestLiveViewIsCompact(t *testing.T) {
+	var out bytes.Buffer
+	v := newLiveView(&out)
+	t0 := time.Now()
+	t1 := t0.Add(1500 * time.Millisecond)
+	ev := func(typ builds.EventType, data any) builds.Event { return builds.NewEvent(typ, data) }
+	for _, e := range []builds.Event{
+		ev(builds.EventStep, builds.StepEvent{Step: builds.Step{Digest: "a", Number: 1, Name: "[internal] load", Cached: true}}),
+		ev(builds.EventStep, builds.StepEvent{Step: builds.Step{Digest: "b", Number: 2, Name: "RUN make", StartedAt: &t0}}),
+		ev(builds.EventLog, builds.LogEvent{Step: "b", Number: 2, Stream: 1, Text: "compiling"}),
+		ev(builds.EventStep, builds.StepEvent{Step: builds.Step{Digest: "b", Number: 2, Name: "RUN make", StartedAt: &t0, FinishedAt: &t1}}),
+		ev(builds.EventStep, builds.StepEvent{Step: builds.Step{Digest: "c", Number: 3, Name: "RUN test", StartedAt: &t0}}),
+		ev(builds.EventLog, builds.LogEvent{Step: "c", Number: 3, Stream: 2, Text: "assertion failed"}),
+		ev(builds.EventStep, builds.StepEvent{Step: builds.Step{Digest: "c", Number: 3, Name: "RUN test", StartedAt: &t0, FinishedAt: &t1, Error: "exit code: 1"}}),
+		ev(builds.EventDone, map[string]any{}),
+	} {
+		if err := v.add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := out.String()
+	for _, want := range []string{"✓ #1 [internal] load  CACHED\n", "✓ #2 RUN make  1.5s\n", "✗ #3 RUN test\n", "│ assertion failed\n", "ERROR: exit code: 1\n"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("live view lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "compiling") {
+		t.Errorf("a succeeding step's output was printed:\n%s", s)
+	}
+}
