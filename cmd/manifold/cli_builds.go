@@ -249,6 +249,7 @@ func (c *client) inspect(ctx context.Context, args []string) error {
 	}
 	root := ""
 	name := ref
+	ref = strings.TrimPrefix(ref, "builds:") // the pull API's name for a build
 	if !strings.ContainsAny(ref, "/:@") {
 		var b builds.Build
 		if _, err := c.getJSON(ctx, "/api/v1/builds/"+url.PathEscape(ref), &b); err != nil {

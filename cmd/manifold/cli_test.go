@@ -209,7 +209,7 @@ func TestCLIAgainstRealServer(t *testing.T) {
 	if code != 0 || !strings.Contains(insp, "linux/amd64") || !strings.Contains(insp, "team=cli") || !strings.Contains(insp, lines[0]) {
 		t.Errorf("inspect: exit %d\n%s", code, insp)
 	}
-	js, _, _ = clientRun(ctx, env, "", "inspect", "--json", id)
+	js, _, _ = clientRun(ctx, env, "", "inspect", "--json", "builds:"+id)
 	var ij struct {
 		Platforms []struct {
 			Platform string `json:"platform"`
