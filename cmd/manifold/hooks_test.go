@@ -154,6 +154,26 @@ func TestWebhooksBuildThePushedCommit(t *testing.T) {
 	if n := len(projectBuilds()); n != 0 {
 		t.Fatalf("an excluded branch started %d builds", n)
 	}
+	// Setup mode answers only loopback names, but a forge delivers from elsewhere:
+	// hooks pass that guard (they act for nobody) and still need the signature.
+	for sig, want := range map[string]int{"sha256=" + hmacHex(secret, feature): http.StatusAccepted, "sha256=" + hmacHex("x", feature): http.StatusUnauthorized} {
+		req, _ := http.NewRequest("POST", a.URL+"/hooks/github/svc", strings.NewReader(feature))
+		req.Host = "ci.example.com"
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("a delivery to Host ci.example.com in setup mode = %d; want %d", resp.StatusCode, want)
+		}
+		if code, _ := call(t, "GET", a.URL+"/api/v1/builds", "", "", ""); code != http.StatusOK {
+			t.Fatal("setup mode ended")
+		}
+	}
 
 	// GitHub: main pushed at v1's commit builds v1, not main's head.
 	code, out := gh("sha256="+hmacHex(secret, push), "d-1").send(t, a.URL)
@@ -212,5 +232,23 @@ func TestWebhooksBuildThePushedCommit(t *testing.T) {
 	}
 	if ids := projectBuilds(); len(ids) != 3 || !slices.Contains(ids, gitlabID) {
 		t.Errorf("project builds %v", ids)
+	}
+}
+
+// TestWebhooksNeedNoLogin: with accounts, an anonymous delivery reaches the
+// hook (its 401 is the signature's, not the login's); pages stay behind login.
+func TestWebhooksNeedNoLogin(t *testing.T) {
+	data := t.TempDir()
+	cli(t, "user", "create", "--role", "builder", "--data", data, "hooks")
+	a := startApp(t, data, "--buildkit", env.Addr())
+	d := delivery{forge: "gitlab", project: "any", body: `{}`, headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "t"}}
+	if code, out := d.send(t, a.URL); code != http.StatusUnauthorized || out["code"] != "bad_signature" {
+		t.Errorf("anonymous delivery: %d %v", code, out)
+	}
+	if code, _ := call(t, "GET", a.URL+"/api/v1/projects", "", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/v1/projects without login = %d", code)
+	}
+	if code, _ := call(t, "GET", a.URL+"/readyz", "", "", ""); code != http.StatusOK {
+		t.Errorf("/readyz without login = %d", code)
 	}
 }
