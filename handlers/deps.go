@@ -12,6 +12,7 @@ import (
 	"manifold/builds/accounts"
 	"manifold/builds/content"
 	"manifold/builds/explore"
+	"manifold/builds/projects"
 	"manifold/builds/registry"
 )
 
@@ -102,4 +103,14 @@ type Accounts interface {
 	SetSecret(ctx context.Context, userID int64, name, value string) error
 	SecretNames(ctx context.Context, userID int64) ([]string, error)
 	DeleteSecret(ctx context.Context, userID int64, name string) error
+}
+
+// Projects keeps projects and turns webhook deliveries into builds (*projects.Service).
+type Projects interface {
+	Create(ctx context.Context, p projects.Project) (projects.Project, error)
+	Update(ctx context.Context, p projects.Project) (projects.Project, error)
+	Get(ctx context.Context, name string) (projects.Project, error)
+	List(ctx context.Context) ([]projects.Project, error)
+	Builds(ctx context.Context, name string, limit int) ([]string, error)
+	Trigger(ctx context.Context, p projects.Project, t projects.Trigger) (projects.Result, error)
 }

@@ -24,6 +24,8 @@ type Handlers struct {
 	Credentials Credentials
 	Accounts    Accounts
 	Log         *slog.Logger
+	// Projects keeps projects and turns webhook deliveries into builds.
+	Projects Projects
 	// Retention is applied by POST /api/v1/gc, as by the periodic collection.
 	Retention content.Retention
 }

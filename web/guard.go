@@ -26,7 +26,7 @@ func (s *Server) guardSetup(next http.Handler) http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		if !setup {
+		if !setup || isHook(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -125,6 +125,9 @@ func (s *Server) csrfOK(r *http.Request, want string) bool {
 // after authenticate; anonymous callers are left to require's 401.
 func (s *Server) requireJSON(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Webhooks (/hooks/) are not under /api/: they act for no identity, and
+		// the hook handler itself answers 415 for a non-JSON payload once the
+		// signature verified.
 		if _, known := accounts.IdentityFrom(r.Context()); !known || !strings.HasPrefix(r.URL.Path, "/api/") || safeMethod(r.Method) {
 			next.ServeHTTP(w, r) // an anonymous caller gets require's 401 first
 			return
@@ -149,3 +152,10 @@ func (s *Server) requireJSON(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// isHook says whether r is a webhook delivery (POST /hooks/{forge}/{project}).
+// Hooks authenticate by the project's signature and act for nobody, so setup
+// mode's guard, which protects the implicit admin of this machine's own
+// requests, does not apply: a forge on another host can deliver before the
+// first account exists.
+func isHook(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/hooks/") }

@@ -15,17 +15,26 @@ import (
 func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r := chi.NewRouter()
 	s.mux = r
-	r.Use(middleware.GetHead, s.requestID, s.recoverer, s.logRequests, securityHeaders, s.guardSetup, s.authenticate, s.requireJSON)
+	r.Use(s.countRequests, middleware.GetHead, s.requestID, s.recoverer, s.logRequests, securityHeaders, s.guardSetup, s.authenticate, s.requireJSON)
 	r.NotFound(s.handle(notFound))
 	r.MethodNotAllowed(s.methodNotAllowed)
 
 	// Open to everyone.
 	r.Get("/healthz", s.handle(h.Health))
+	r.Get("/readyz", s.readyz)
+	if s.metrics != nil && s.metrics.Open {
+		r.Handle("/metrics", s.metrics.handler())
+	}
 	r.Handle("/static/*", static.Handler())
 	r.Get("/login", s.handle(h.LoginPage))
 	r.Post("/login", s.handle(h.Login))
 	r.Get("/setup", s.handle(h.SetupPage))
 	r.Post("/setup", s.handle(h.Setup))
+
+	// Webhooks authenticate by the project's signature, not by login (see isHook).
+	r.Post("/hooks/github/{project}", s.handle(h.GitHubHook))
+	r.Post("/hooks/gitea/{project}", s.handle(h.GiteaHook))
+	r.Post("/hooks/gitlab/{project}", s.handle(h.GitLabHook))
 
 	// The read-only OCI distribution API: repositories may hold slashes, so
 	// the handler parses the rest of the path itself.
@@ -57,6 +66,10 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/api/v1/compare", s.handle(h.CompareJSON))
 		r.Get("/api/v1/trends", s.handle(h.TrendsJSON))
 		r.Get("/api/v1/tokens", s.handle(h.ListTokens))
+		r.Get("/api/v1/projects", s.handle(h.ListProjects))
+		r.Get("/api/v1/projects/{name}", s.handle(h.GetProject))
+		r.Get("/projects", s.handle(h.ProjectsPage))
+		r.Get("/projects/{name}", s.handle(h.ProjectPage))
 		r.Post("/api/v1/tokens", s.handle(h.CreateToken))
 		r.Delete("/api/v1/tokens/{tid}", s.handle(h.RevokeToken))
 
@@ -91,6 +104,12 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Put("/api/v1/secrets/{name}", s.handle(h.PutSecret))
 		r.Delete("/api/v1/secrets/{name}", s.handle(h.DeleteSecret))
 
+		r.Post("/api/v1/projects", s.handle(h.CreateProject))
+		r.Post("/api/v1/projects/{name}/build", s.handle(h.BuildProject))
+		r.Post("/projects", s.handle(h.CreateProjectForm))
+		r.Post("/projects/{name}", s.handle(h.UpdateProjectForm))
+		r.Post("/projects/{name}/build", s.handle(h.BuildProjectForm))
+
 		r.Post("/builds", s.handle(h.CreateBuildForm))
 		r.Post("/builds/{id}/cancel", s.handle(h.CancelBuildForm))
 		r.Post("/builds/{id}/rebuild", s.handle(h.RebuildForm))
@@ -103,6 +122,9 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(s.require(accounts.RoleAdmin))
 		r.Post("/api/v1/gc", s.handle(h.CollectGarbage))
+		if s.metrics != nil && !s.metrics.Open {
+			r.Handle("/metrics", s.metrics.handler())
+		}
 		r.Get("/api/v1/registries", s.handle(h.ListRegistries))
 		r.Put("/api/v1/registries/{host}", s.handle(h.PutRegistry))
 		r.Delete("/api/v1/registries/{host}", s.handle(h.DeleteRegistry))

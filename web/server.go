@@ -38,6 +38,8 @@ type Server struct {
 	// mux is the router, asked which methods a path allows.
 	mux        chi.Routes
 	onShutdown func()
+	// metrics is /metrics, /readyz and the request counters; nil leaves them out.
+	metrics *Metrics
 }
 
 // Identities tells who a request is (*accounts.Service).
@@ -56,6 +58,8 @@ type Options struct {
 	// OnShutdown runs when shutdown starts, to end long-lived responses
 	// (event streams) that would otherwise hold it up.
 	OnShutdown func()
+	// Metrics serves /metrics and /readyz and counts requests; nil leaves them out.
+	Metrics *Metrics
 }
 
 // NewServer builds the handler tree over h.
@@ -69,7 +73,7 @@ func NewServer(h *handlers.Handlers, opts Options, log *slog.Logger) *Server {
 	if ids == nil {
 		ids, _ = h.Accounts.(Identities)
 	}
-	s := &Server{log: log, accounts: ids, anonymousPull: opts.AnonymousPull, setupCSRF: hex.EncodeToString(token[:]), onShutdown: opts.OnShutdown}
+	s := &Server{log: log, accounts: ids, anonymousPull: opts.AnonymousPull, setupCSRF: hex.EncodeToString(token[:]), onShutdown: opts.OnShutdown, metrics: opts.Metrics}
 	s.handler = s.routes(h)
 	return s
 }
@@ -172,7 +176,8 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func wantsJSON(r *http.Request) bool {
-	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/healthz" || strings.HasPrefix(r.URL.Path, "/v2/") {
+	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/healthz" || strings.HasPrefix(r.URL.Path, "/v2/") ||
+		r.URL.Path == "/metrics" || r.URL.Path == "/readyz" || strings.HasPrefix(r.URL.Path, "/hooks/") {
 		return true
 	}
 	accept := r.Header.Get("Accept")

@@ -172,6 +172,9 @@ func (s *Service) CollectGarbage(ctx context.Context, ret Retention) (GCReport, 
 	rep.DurationMS = time.Since(start).Milliseconds()
 	s.log.Info("garbage collected", "removed_builds", len(rep.RemovedBuilds), "removed_blobs", rep.RemovedBlobs,
 		"freed_bytes", rep.FreedBytes, "kept_bytes", rep.KeptBytes)
+	if s.onCollect != nil {
+		s.onCollect(rep)
+	}
 	return rep, nil
 }
 

@@ -98,7 +98,14 @@ type Service struct {
 	summing    sync.Mutex
 	summingIDs map[string]bool
 	sumSlots   chan struct{} // one checksum computation at a time
+
+	// onCollect is told of every finished garbage collection (metrics).
+	onCollect func(GCReport)
 }
+
+// OnCollect registers fn to be told of every finished garbage collection;
+// call it before the service starts collecting.
+func (s *Service) OnCollect(fn func(GCReport)) { s.onCollect = fn }
 
 // NewService returns the content service over the blob store; jobs owns its
 // background work (checksums, the periodic collection).

@@ -167,6 +167,8 @@ func registerFlags(fs *envFlags, cfg *config, raw *rawConfig) {
 	fs.str(&cfg.BuildNetwork, "build-network", "MANIFOLD_BUILD_NETWORK", builds.NetworkBridge, "network of the embedded buildkitd's RUN steps: bridge (own namespace; this machine's addresses and link-local dropped; needs root and iptables), none (no network) or host (this machine's network: unsafe)")
 	fs.str(&raw.allowFrontends, "allow-frontends", "MANIFOLD_ALLOW_FRONTENDS", "", "comma-separated Dockerfile frontend images a `# syntax=` line or BUILDKIT_SYNTAX may name, e.g. docker/dockerfile:1.7; empty allows none")
 	fs.str(&cfg.LogLevel, "log-level", "MANIFOLD_LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.str(&cfg.LogFormat, "log-format", "MANIFOLD_LOG_FORMAT", "text", "text (logfmt) or json, one object a line")
+	fs.boolean(&cfg.MetricsOpen, "metrics-open", "MANIFOLD_METRICS_OPEN", "serve /metrics to anyone; without it only admins (and admin tokens) read it")
 }
 
 // checkConfig validates and converts what the flags gave; every setting is
@@ -237,6 +239,9 @@ func checkConfig(cfg config, raw rawConfig) (config, error) {
 	}
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
 		return cfg, err
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, fmt.Errorf("--log-format %q: use text or json", cfg.LogFormat)
 	}
 	return cfg, nil
 }

@@ -19,13 +19,13 @@ import (
 	"manifold/db"
 )
 
-// client is one user's API token against an app.
-type client struct {
+// apiClient is one user's API token against an app.
+type apiClient struct {
 	a     *app
 	token string
 }
 
-func (c client) do(t *testing.T, method, path, body string) (int, []byte) {
+func (c apiClient) do(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, c.a.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -79,7 +79,7 @@ func TestFiftyBuildsFromTenClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := client{a, tok}
+			c := apiClient{a, tok}
 			for i := range 5 {
 				df := fmt.Sprintf("FROM busybox:1\nRUN echo user %d build %d\n", u, i)
 				code, body := c.do(t, "POST", "/api/v1/builds", mustJSON(map[string]any{"dockerfile": df, "platforms": []string{"linux/amd64"}}))
@@ -256,7 +256,7 @@ func TestConcurrentWritersNeverSeeLocked(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := client{a, tok}
+			c := apiClient{a, tok}
 			for i := range 3 {
 				if code, body := c.do(t, "POST", "/api/v1/builds", mustJSON(map[string]any{"dockerfile": fmt.Sprintf("FROM busybox:1\nRUN echo %d %d\n", u, i), "platforms": []string{"linux/amd64"}})); code != http.StatusCreated {
 					t.Errorf("build: %d %s", code, body)

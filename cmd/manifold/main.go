@@ -13,7 +13,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "manifold:", err)
-		os.Exit(1)
+		if code := exitCode(err); code == 0 {
+			return // -h on a client command
+		} else {
+			fmt.Fprintln(os.Stderr, "manifold:", err)
+			stop()
+			os.Exit(code)
+		}
 	}
 }

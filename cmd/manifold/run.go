@@ -20,6 +20,7 @@ import (
 	"manifold/builds/buildkit"
 	"manifold/builds/content"
 	"manifold/builds/explore"
+	"manifold/builds/projects"
 	"manifold/builds/registry"
 	"manifold/db"
 	"manifold/handlers"
@@ -57,6 +58,10 @@ type config struct {
 	BuildNetwork string
 	// Frontends lists the `# syntax=` frontend images builds may name.
 	Frontends builds.FrontendPolicy
+	// LogFormat is text or json.
+	LogFormat string
+	// MetricsOpen serves /metrics without a token.
+	MetricsOpen bool
 }
 
 // run is the whole program; main only calls it.
@@ -86,10 +91,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "restore":
 		return restoreCommand(ctx, args, getenv, stdout)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: manifold [serve|user create|token create|backup DEST|restore SRC|version] [flags]; manifold serve -h lists the flags")
+		fmt.Fprintln(stdout, "usage: manifold [serve|user create|token create|builder-cert|backup DEST|restore SRC|version] [flags]; manifold serve -h lists the flags")
+		fmt.Fprintln(stdout, "client: manifold login URL | logout | build [flags] PATH|GIT-URL | builds ls|show|logs | export | cancel | inspect  (README: Command line)")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q; use serve, user, token, backup, restore or version", cmd)
+	if clientCommands[cmd] {
+		return newCLI(getenv, stdout).run(ctx, cmd, args)
+	}
+	return fmt.Errorf("unknown command %q; use serve, user, token, builder-cert, backup, restore, version, login, logout, build, builds, export, cancel or inspect", cmd)
 }
 
 func versionString() string {
@@ -187,14 +196,17 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	log.Info("manifold listening", "url", "http://"+displayAddr(l.Addr()), "data", st.data, "buildkit", pool.Addrs(), "version", versionString())
+	metrics := web.NewMetrics(db.NewMetrics(st.db), metricsSource{svc, store}, cfg.MetricsOpen)
+	store.OnCollect(metrics.Collected)
 	if cfg.GCInterval > 0 {
 		store.CollectEvery(cfg.GCInterval, cfg.Retention)
 	}
 	if setup, err := accts.SetupMode(ctx); err == nil && setup {
 		log.Warn("no accounts yet: requests from this machine act as admin until the first user is created with `manifold user create --admin NAME`")
 	}
+	projs := projects.NewService(db.NewProjects(st.db), regs, svc)
 	h := &handlers.Handlers{Builds: svc, Content: store, Blobs: st.content, Explorer: explorer, Registries: pull,
-		Credentials: regs, Accounts: accts, Log: log, Retention: cfg.Retention}
+		Credentials: regs, Accounts: accts, Projects: projs, Log: log, Retention: cfg.Retention}
 	if cfg.BuilderAddr != "" {
 		stopBuilder, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, log)
 		if err != nil {
@@ -202,8 +214,21 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 		defer stopBuilder()
 	}
-	srv := web.NewServer(h, web.Options{AnonymousPull: cfg.AnonPull, Identities: accts, OnShutdown: svc.CloseWatchers}, log)
+	srv := web.NewServer(h, web.Options{AnonymousPull: cfg.AnonPull, Identities: accts, OnShutdown: svc.CloseWatchers, Metrics: metrics}, log)
 	return srv.Serve(ctx, l)
+}
+
+// metricsSource is what /metrics reads live: the nodes from the lifecycle
+// service, disk use from the content service.
+type metricsSource struct {
+	builds  *builds.Service
+	content *content.Service
+}
+
+func (m metricsSource) Nodes(ctx context.Context) []builds.NodeStatus { return m.builds.Nodes(ctx) }
+
+func (m metricsSource) StorageUsage(ctx context.Context, p content.UsagePage) (content.Usage, error) {
+	return m.content.StorageUsage(ctx, p)
 }
 
 // startBuilderEndpoint offers BuildKit's API to `docker buildx` on
@@ -238,7 +263,11 @@ func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *ac
 // through logrus, which is folded into it at debug.
 func newLogger(cfg config, stdout io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level})
+	if cfg.LogFormat == "json" {
+		handler = slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler)
 	logrus.SetOutput(logWriter{log})
 	logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
 	return log
