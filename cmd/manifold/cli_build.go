@@ -112,6 +112,8 @@ func (c *client) build(ctx context.Context, args []string) error {
 	fs.Var(labels, "label", "an image label K=V (repeatable)")
 	fs.Var(secrets, "secret", "a build secret: id=NAME (stored on the server), or id=NAME,src=FILE / id=NAME,env=VAR to store it first (repeatable)")
 	fs.BoolVar(&noCache, "no-cache", false, "do not use BuildKit's cache")
+	var placement string
+	fs.StringVar(&placement, "placement", "", "which nodes may build a platform: prefer-native (default), native-only or any")
 	fs.StringVar(&progressMode, "progress", "auto", "auto, plain or tty")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -136,6 +138,9 @@ func (c *client) build(ctx context.Context, args []string) error {
 		return exitf(exitUsage, "--progress %q: use auto, plain or tty", progressMode)
 	}
 	req := map[string]any{"platforms": platforms.vals, "tags": tags.vals, "push": push, "no_cache": noCache, "target": target}
+	if placement != "" {
+		req["placement"] = placement // the server checks it, and says so when it is not one it knows
+	}
 	kv := func(flagName string, list []string) (map[string]string, error) {
 		m := map[string]string{}
 		for _, s := range list {

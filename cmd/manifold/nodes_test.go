@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -285,6 +286,14 @@ func TestNodeLostMidBuildFailsOnlyItsPlatformAndRetryMerges(t *testing.T) {
 	only := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\n", "platforms": []string{"linux/amd64", "linux/arm64"}, "placement": "native-only"}))
 	if only.Status != builds.StatusFailed || !strings.Contains(only.Error, "no node that runs linux/arm64 natively is up (placement native-only)") {
 		t.Fatalf("native-only: %s %q", only.Status, only.Error)
+	}
+	// The same from the command line: exit 1 and the sentence.
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox:1\n"})
+	_, stderr, code := clientRun(context.Background(), map[string]string{"MANIFOLD_SERVER": a.URL}, "", "build", "--placement", "native-only",
+		"--platform", "linux/amd64,linux/arm64", "--progress", "plain", dir)
+	if code != 1 || !strings.Contains(stderr, "no node that runs linux/arm64 natively is up") {
+		t.Fatalf("manifold build --placement native-only = %d:\n%s", code, stderr)
 	}
 	pref := a.wait(t, a.startBuild(t, map[string]any{"dockerfile": "FROM busybox:1\nRUN uname -m > /arch\n", "platforms": []string{"linux/amd64", "linux/arm64"}}))
 	if m := manifestOf(pref, "linux/arm64"); pref.Status != builds.StatusSucceeded || m.Node != "amd64-1" || !m.Emulated {
