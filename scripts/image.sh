@@ -12,7 +12,8 @@
 # 4. pulls each from Manifold's /v2/ into the Docker engine (DOCKER_HOST, if set) and tags it
 #    with the name docker-compose.yml uses; checks that the arm64 manifold answers `version`
 #    under QEMU.
-# Prints one line per image: `image NAME build ID index DIGEST platforms P,...`.
+# Prints one line per image: `image NAME build ID index DIGEST platforms P,...` (the platforms of the
+# manifests the build made, as its API reports them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -159,6 +160,7 @@ build() {
 		exit 1
 	fi
 	index=$(echo "$body" | jfield index_digest)
+	built=$(echo "$body" | python3 -c 'import json,sys; print(",".join(m["platform"] for m in json.load(sys.stdin)["manifests"]))')
 }
 
 # pull ID NAME: from Manifold's /v2/ into the engine, tagged NAME (the loopback registry needs no TLS).
@@ -170,7 +172,7 @@ pull() {
 
 build manifold "$mctx" linux/amd64,linux/arm64
 mid=$id
-echo "image manifold:latest build $id index $index platforms linux/amd64,linux/arm64"
+echo "image manifold:latest build $id index $index platforms $built"
 # The arm64 image runs under QEMU (binfmt handlers registered by setup.sh).
 docker pull -q --platform linux/arm64 "127.0.0.1:$port/builds:$mid" >/dev/null
 arm=$(docker run --rm --platform linux/arm64 --network none "127.0.0.1:$port/builds:$mid" version)
@@ -179,10 +181,10 @@ docker rmi "127.0.0.1:$port/builds:$mid" >/dev/null
 pull "$mid" manifold:latest
 
 build buildkitd "$bctx" "linux/$host_arch"
-echo "image manifold-buildkitd:latest build $id index $index platforms linux/$host_arch"
+echo "image manifold-buildkitd:latest build $id index $index platforms $built"
 pull "$id" manifold-buildkitd:latest
 
 build registry "$rctx" "linux/$host_arch"
-echo "image manifold-registry:latest build $id index $index platforms linux/$host_arch"
+echo "image manifold-registry:latest build $id index $index platforms $built"
 pull "$id" manifold-registry:latest
 log "images ready: manifold:latest, manifold-buildkitd:latest, manifold-registry:latest"
