@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: run test setup build generate check bench clean fuzz
+.PHONY: run test setup build generate check bench clean fuzz image
 
 run:
 	bash scripts/run.sh
@@ -12,6 +12,10 @@ setup:
 
 build:
 	go build -o bin/manifold ./cmd/manifold
+
+# image builds Manifold's own images through Manifold's API and loads them into the Docker engine (DOCKER_HOST).
+image: setup
+	bash scripts/image.sh
 
 generate:
 	go tool templ generate

@@ -12,8 +12,10 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 # 1. Debian packages. containernetworking-plugins (in /usr/lib/cni), iptables and
 # iproute2 give RUN steps their own network (manifold serve --build-network bridge).
+# docker.io, docker-compose, curl and python3 are for make image and the compose test
+# (their own dockerd; no service is started here).
 need_pkgs=()
-for p in runc qemu-user-static skopeo umoci chromium git ca-certificates containernetworking-plugins iptables iproute2; do
+for p in runc qemu-user-static skopeo umoci chromium git ca-certificates containernetworking-plugins iptables iproute2 docker.io docker-compose curl python3 binutils; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
