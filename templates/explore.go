@@ -21,8 +21,8 @@ type IndexPageView struct {
 type BlobPageView struct {
 	Trail Trail
 	Blob  *explore.BlobView
-	Raw  []Segment // pretty-printed JSON, digests as links (Class "digest")
-	Host string
+	Raw   []Segment // pretty-printed JSON, digests as links (Class "digest")
+	Host  string
 }
 
 // FilesPageView is a layer's (or a merged platform's) file list.
