@@ -241,3 +241,125 @@ func TestBrowserHistoryFiltersAndTrends(t *testing.T) {
 	}
 	screenshot(t, ctx, "history-375-dark.png")
 }
+
+func TestBrowserCompareAndBreadcrumbs(t *testing.T) {
+	a := startApp(t, "", "--buildkit", env.Addr())
+	one := []string{"linux/amd64"}
+	older := a.startBuild(t, map[string]any{"platforms": one,
+		"dockerfile": "FROM busybox:1\nRUN mkdir -p /data/x && echo a > /data/x/f && ln -s /bin/busybox /data/link && echo 1 > /data/gone\nCMD [\"sh\"]\n"})
+	newer := a.startBuild(t, map[string]any{"platforms": one,
+		"dockerfile": "FROM busybox:1\nRUN mkdir -p /data/x && echo bbb > /data/x/f && ln -s /bin/sh /data/link && echo 2 > /data/new\nCMD [\"sh\"]\n"})
+	scratch := a.startBuild(t, map[string]any{"platforms": one, "dockerfile": "FROM scratch\nLABEL empty=yes\n"})
+	for _, id := range []string{older, newer, scratch} {
+		if b := a.wait(t, id); b.Status != builds.StatusSucceeded {
+			t.Fatalf("build %s: %s %s", id, b.Status, b.Error)
+		}
+	}
+	ctx := browser(t)
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return strings.Join(strings.Fields(s), " ")
+	}
+	// Two builds on one base: the data/ folder is collapsed with its counts;
+	// the link shows where it points, not "0 B".
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.URL+"/compare?a="+older+"&b="+newer), chromedp.WaitVisible(chromedp.CSS(`[data-testid="file-changes"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(`[data-testid="base-changed"]`); !strings.HasPrefix(got, "unchanged: docker.io/library/busybox:1") {
+		t.Errorf("base line %q", got)
+	}
+	if got := text(`[data-testid="diff-folder-counts"]`); got != "4 entries differ: 2 changed, 1 only in A, 1 only in B" {
+		t.Errorf("data/ counts %q", got)
+	}
+	if n := count(t, ctx, `details[data-testid="diff-folder"][open]`); n != 1 {
+		t.Errorf("%d open folders; the only one should be open", n)
+	}
+	link, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('[data-testid="diff-row"]')].find(r => r.cells[0].textContent.trim() === "data/link").innerText`))
+	if err != nil || !strings.Contains(link, "→ /bin/busybox") || !strings.Contains(link, "→ /bin/sh") || strings.Contains(link, "0 B") {
+		t.Errorf("the link row reads %q (%v)", link, err)
+	}
+	docsScreenshot(t, ctx, "compare.png")
+	// Against FROM scratch: both bases are named; everything of busybox's is only in A, folder by folder.
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.URL+"/compare?a="+older+"&b="+scratch), chromedp.WaitVisible(chromedp.CSS(`[data-testid="file-changes"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(`[data-testid="base-changed"]`); !strings.HasPrefix(got, "docker.io/library/busybox:1@sha256:") || !strings.HasSuffix(got, " → scratch") {
+		t.Errorf("base line %q, want busybox:1@sha256:… → scratch", got)
+	}
+	if n := count(t, ctx, `details[data-testid="diff-folder"]`); n < 3 || count(t, ctx, `details[data-testid="diff-folder"][open]`) != 0 {
+		t.Errorf("%d folders, want several, all collapsed", n)
+	}
+	screenshot(t, ctx, "compare-scratch.png")
+
+	// The explorer's breadcrumb, from the index down to a layer and the config.
+	crumbs := func() string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('[data-testid="breadcrumb"] li')].map(li => li.textContent.trim()).join(" › ")`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.URL+"/builds/"+older+"/index"), chromedp.WaitVisible(chromedp.CSS(`[data-testid="breadcrumb"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := crumbs(); !strings.HasPrefix(got, "History › Build …") || !strings.HasSuffix(got, "› Index") {
+		t.Errorf("index breadcrumb %q", got)
+	}
+	screenshot(t, ctx, "index.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid="index-platform"] a.digest`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid="layers"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := crumbs(); !strings.HasSuffix(got, "› Index › linux/amd64 manifest") {
+		t.Errorf("manifest breadcrumb %q", got)
+	}
+	screenshot(t, ctx, "manifest.png")
+	manifestURL, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid="config-link"]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid="config-facts"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := crumbs(); !strings.Contains(got, "› Index › linux/amd64 manifest › Config") {
+		t.Errorf("config breadcrumb %q", got)
+	}
+	// Empty config fields are left out: busybox sets Env and Cmd, no Entrypoint or Volumes.
+	facts := text(`[data-testid="config-facts"]`)
+	if !strings.Contains(facts, "Cmd") || strings.Contains(facts, "Entrypoint") || strings.Contains(facts, "Volumes") {
+		t.Errorf("config facts %q", facts)
+	}
+	docsScreenshot(t, ctx, "config.png")
+	if err := chromedp.Do(ctx, chromedp.Navigate(manifestURL), chromedp.WaitVisible(chromedp.CSS(`[data-testid="layers"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="layer-row"] a.digest`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid="sort-size"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := crumbs(); !strings.Contains(got, "› Index › linux/amd64 manifest › Layer ") {
+		t.Errorf("layer breadcrumb %q", got)
+	}
+	screenshot(t, ctx, "layer.png")
+	if code, body := get(t, a.URL+"/blobs/"+strings.Repeat("0", 5)+"?build=nope"); code != 400 && code != 404 {
+		t.Errorf("a bad trail = %d %s", code, body)
+	}
+	// The other pages this change touched, for the record.
+	for _, p := range []struct{ path, name string }{{"/", "new-build.png"}, {"/account", "account.png"}, {"/admin/users", "users.png"}} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(a.URL+p.path), chromedp.WaitVisible(chromedp.CSS(`main`))); err != nil {
+			t.Fatal(err)
+		}
+		screenshot(t, ctx, p.name)
+	}
+	// Every control on those pages has a label: around it, or naming its id.
+	for _, p := range []string{"/", "/account", "/admin/users", "/builds", "/compare"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(a.URL+p), chromedp.WaitVisible(chromedp.CSS(`main`))); err != nil {
+			t.Fatal(err)
+		}
+		orphans, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('input:not([type=hidden]), select, textarea')].filter(e => !e.closest('label') && !(e.id && document.querySelector('label[for="' + e.id + '"]'))).map(e => e.name).join(",")`))
+		if err != nil || orphans != "" {
+			t.Errorf("%s: controls without a label: %q (%v)", p, orphans, err)
+		}
+	}
+}
