@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: run test setup build generate check bench clean fuzz
+.PHONY: run test setup build generate check bench clean fuzz screenshots
 
 run:
 	bash scripts/run.sh
@@ -40,6 +40,10 @@ fuzz:
 
 bench: setup
 	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./cmd/manifold/
+
+# screenshots runs the page tests in Chromium and copies their pictures to docs/screenshots/ (for the README).
+screenshots: setup
+	MANIFOLD_DOCS_SCREENSHOTS=1 go test -count=1 -run 'TestBrowserHistoryFiltersAndTrends|TestBrowserCompareAndBreadcrumbs' ./cmd/manifold/
 
 clean:
 	rm -rf bin data
