@@ -18,9 +18,10 @@ import (
 // substring of three or more characters); alone, it drives from that index
 // and sorts only its matches.
 //
-// A common word (more than rareMatches builds have it) is checked build by
-// build instead, walking builds newest first: the page fills long before
-// the walk ends, where collecting and sorting every match would not.
+// A common text (more than rareMatches builds have it) is checked build by
+// build instead (LIKE on the row's tags and Dockerfile), walking builds
+// newest first: the page fills long before the walk ends, where collecting
+// and sorting every match would not.
 func historyQuery(opt builds.ListOptions, rare bool) (string, []any) {
 	f := opt.Filter
 	var (
@@ -67,8 +68,9 @@ func historyQuery(opt builds.ListOptions, rare bool) (string, []any) {
 		where = append(where, "b.rowid IN (SELECT rowid FROM builds_text WHERE builds_text MATCH ?)")
 		args = append(args, ftsPhrase(f.Query))
 	default:
-		where = append(where, "EXISTS (SELECT 1 FROM builds_text t WHERE builds_text MATCH ? AND t.rowid = b.rowid)")
-		args = append(args, ftsPhrase(f.Query))
+		// The same substring test as the trigram index, on the row at hand (microseconds a row).
+		where = append(where, `(b.tags LIKE ? ESCAPE '\' OR b.dockerfile LIKE ? ESCAPE '\')`)
+		args = append(args, likePattern(f.Query), likePattern(f.Query))
 	}
 	if !f.Since.IsZero() {
 		where = append(where, key+" >= ?")
@@ -104,6 +106,11 @@ func (s *Builds) rareText(ctx context.Context, q string) (bool, error) {
 		return false, fmt.Errorf("db: count text matches: %w", err)
 	}
 	return n <= rareMatches, nil
+}
+
+// likePattern matches s anywhere, its % and _ taken literally.
+func likePattern(s string) string {
+	return "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s) + "%"
 }
 
 // ftsPhrase quotes free text as one FTS5 phrase: no operators, any characters.
