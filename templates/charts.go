@@ -51,7 +51,7 @@ type ChartJump struct {
 // Chart geometry: the plot area inside the view box.
 const (
 	chartW, chartH             = 640.0, 240.0
-	chartLeft, chartRight      = 64.0, 16.0
+	chartLeft, chartRight      = 84.0, 16.0
 	chartTop, chartBottom      = 16.0, 28.0
 	chartPlotW, chartPlotH     = chartW - chartLeft - chartRight, chartH - chartTop - chartBottom
 	chartMaxSeries         int = 6
