@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: run test setup build generate check bench clean fuzz image
+.PHONY: run test setup build generate check bench clean fuzz image screenshots
 
 run:
 	bash scripts/run.sh
@@ -47,6 +47,10 @@ fuzz:
 bench: setup
 	MANIFOLD_BENCH_TABLE=$(CURDIR)/bench.md go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/manifold/
 	bash scripts/bench-readme.sh bench.md README.md
+
+# screenshots runs the page tests in Chromium and copies their pictures to docs/screenshots/ (for the README).
+screenshots: setup
+	MANIFOLD_DOCS_SCREENSHOTS=1 go test -count=1 -run 'TestBrowserHistoryFiltersAndTrends|TestBrowserCompareAndBreadcrumbs' ./cmd/manifold/
 
 clean:
 	rm -rf bin data

@@ -174,7 +174,14 @@ func (s *Builds) GetBuild(ctx context.Context, id string) (*builds.Build, error)
 
 // ListBuilds pages newest first by id (ids are time-ordered), narrowed by opt.Filter.
 func (s *Builds) ListBuilds(ctx context.Context, opt builds.ListOptions) ([]*builds.Build, error) {
-	query, args := historyQuery(opt)
+	rare := true
+	if opt.Filter.Query != "" {
+		var err error
+		if rare, err = s.rareText(ctx, opt.Filter.Query); err != nil {
+			return nil, err
+		}
+	}
+	query, args := historyQuery(opt, rare)
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("db: list builds: %w", err)

@@ -51,7 +51,7 @@ type ChartJump struct {
 // Chart geometry: the plot area inside the view box.
 const (
 	chartW, chartH             = 640.0, 240.0
-	chartLeft, chartRight      = 64.0, 16.0
+	chartLeft, chartRight      = 84.0, 16.0
 	chartTop, chartBottom      = 16.0, 28.0
 	chartPlotW, chartPlotH     = chartW - chartLeft - chartRight, chartH - chartTop - chartBottom
 	chartMaxSeries         int = 6
@@ -70,7 +70,12 @@ func NewTrendsView(t explore.Trend) TrendsView {
 	v.Duration = trendChart("duration", "Duration per platform", t, func(b explore.TrendBuild, p string) (float64, bool) {
 		pt, ok := b.Platforms[p]
 		return pt.DurationSeconds, ok && pt.DurationSeconds > 0
-	}, func(x float64) string { return HumanDuration(time.Duration(x * float64(time.Second))) })
+	}, func(x float64) string {
+		if x == 0 {
+			return "0 s"
+		}
+		return HumanDuration(time.Duration(x * float64(time.Second)))
+	})
 	v.Size = trendChart("size", "Image size per platform (compressed)", t, func(b explore.TrendBuild, p string) (float64, bool) {
 		pt, ok := b.Platforms[p]
 		return float64(pt.ImageSize), ok && pt.ImageSize > 0
@@ -111,6 +116,9 @@ func trendChart(id, title string, t explore.Trend, value func(explore.TrendBuild
 		top = 1
 	}
 	top = niceCeil(top)
+	if id == "cache" {
+		top = 100 // a share: always the whole scale
+	}
 	for i := 0; i <= 4; i++ {
 		val := top * float64(i) / 4
 		c.YTicks = append(c.YTicks, ChartTick{Y: chartTop + chartPlotH*(1-val/top), Label: label(val)})
