@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -206,6 +207,12 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom keeps sendfile for blobs copied from their files.
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.written = true
+	return readFrom(w.ResponseWriter, r)
+}
 
 func (w *statusWriter) Flush() {
 	w.written = true

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -153,6 +154,21 @@ func (w *startedWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom keeps the real writer's ReadFrom reachable, so a blob copied
+// from its file still goes out with sendfile.
+func (w *startedWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.started = true
+	return readFrom(w.ResponseWriter, r)
+}
+
+// readFrom copies r to w through w's own ReadFrom when it has one.
+func readFrom(w http.ResponseWriter, r io.Reader) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(w, r)
+}
 
 // Error renders err as JSON or as a page, by the route and the Accept header.
 // Errors without a kind are logged in full and shown as "internal error".
