@@ -118,12 +118,12 @@ func TestCancelQueuedAndRunning(t *testing.T) {
 	// Wait for the first to be running, then cancel it.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		_, body := a.do(t, "GET", "/api/v1/builds/"+running, "")
-		if strings.Contains(string(body), `"status": "running"`) {
+		b := getBuild(t, a, running) // the build's own status, not a placement's
+		if b.Status == builds.StatusRunning {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("build never ran: %s", body)
+			t.Fatalf("build never ran: %s", b.Status)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
