@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
@@ -165,12 +166,20 @@ func TestBrowserHistoryFiltersAndTrends(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="filter-tag"]').value = ""; document.querySelector('[data-testid="filter-status"]').value = "failed"`)); err != nil {
 		t.Fatal(err)
 	}
-	err = chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS(`[data-testid="filter-apply"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid="filter-clear"]`)),
-	)
-	if err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid="filter-apply"]`))); err != nil {
 		t.Fatal(err)
+	}
+	// The old page has a clear link too: wait for the new one's URL, not for an element.
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState`))
+		if err == nil && strings.Contains(loc, "status=failed") && state == "complete" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status filter did not load: %s (%v)", loc, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if n := rows(); n != 1 || count(t, ctx, `[data-build-id="`+failed+`"]`) != 1 {
 		t.Fatalf("status filter shows %d rows, want the failed build only", n)
