@@ -43,7 +43,8 @@ func (c *client) buildsList(ctx context.Context, args []string) error {
 	var found []json.RawMessage
 	var rows []builds.Build
 	before := ""
-	// The API pages newest first; filters are applied here, over at most 20 pages.
+	// The API pages newest first and filters by status and tag itself (a tag
+	// there also names a whole repository); the exact tag is checked here too.
 	for page := 0; page < 20 && len(rows) < *limit; page++ {
 		var answer struct {
 			Builds []json.RawMessage `json:"builds"`
@@ -52,6 +53,12 @@ func (c *client) buildsList(ctx context.Context, args []string) error {
 		q := url.Values{"limit": {"100"}}
 		if before != "" {
 			q.Set("before", before)
+		}
+		if *status != "" {
+			q.Set("status", *status)
+		}
+		if *tag != "" {
+			q.Set("tag", *tag)
 		}
 		if _, err := c.getJSON(ctx, "/api/v1/builds?"+q.Encode(), &answer); err != nil {
 			return err
