@@ -143,20 +143,7 @@ func TestHistoryQueryPlans(t *testing.T) {
 				continue
 			}
 			query, args := historyQuery(builds.ListOptions{Limit: 50, Before: before, Filter: f}, c.rare)
-			rows, err := s.db.Query("EXPLAIN QUERY PLAN "+query, args...)
-			if err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			rows.Close()
+			plan := queryPlan(t, s.db, query, args...)
 			text := strings.Join(plan, "\n")
 			for _, line := range plan {
 				// Virtual-table lines are the FTS5 index answering MATCH; json_each reads one build's tags.

@@ -65,21 +65,7 @@ func TestStepLogQueriesUseIndexes(t *testing.T) {
 		{`SELECT seq, type, time, data, step FROM build_events INDEXED BY build_events_by_step WHERE build_id = ? AND type = ? AND seq > ? AND step = ? ORDER BY seq DESC LIMIT ?`, []any{"b", "log", 0, 3, 60}},
 		{`SELECT step, lines FROM build_log_counts WHERE build_id = ?`, []any{"b"}},
 	} {
-		rows, err := s.db.Query(`EXPLAIN QUERY PLAN `+q.sql, q.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		joined := fmt.Sprint(plan)
+		joined := fmt.Sprint(queryPlan(t, s.db, q.sql, q.args...))
 		if !strings.Contains(joined, "INDEX build_events_by_") && !strings.Contains(joined, "USING PRIMARY KEY") {
 			t.Errorf("%s\nplan %s", q.sql, joined)
 		}
@@ -87,4 +73,27 @@ func TestStepLogQueriesUseIndexes(t *testing.T) {
 			t.Errorf("%s sorts: %s", q.sql, joined)
 		}
 	}
+}
+
+// queryPlan is SQLite's EXPLAIN QUERY PLAN for query: one detail line a step.
+func queryPlan(t *testing.T, d *DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := d.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }

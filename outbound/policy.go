@@ -185,21 +185,9 @@ func showHostPort(host, port string) string {
 // otherwise addresses must be public unicast, and names must resolve, to
 // public unicast addresses only. The error is a *Refusal.
 func (p *Policy) Check(ctx context.Context, host, port string) error {
-	h, err := ParseHost(host)
-	if err != nil {
-		return &Refusal{Host: showHostPort(host, port), msg: "host " + err.Error()}
-	}
-	if p.allowed(h, port) {
-		return nil
-	}
-	if h.IsAddr() {
-		if reason := classify(h.Addr); reason != "" {
-			return refuse(host, port, h, h.Addr, reason)
-		}
-		return nil
-	}
-	if h.IsLocalhost() {
-		return refuse(host, port, h, netip.Addr{}, reasonLoopback)
+	h, done, err := p.literal(host, port)
+	if done {
+		return err
 	}
 	addrs, err := p.resolve(ctx, h.Name)
 	if err != nil || len(addrs) == 0 {
@@ -226,22 +214,29 @@ func (p *Policy) Check(ctx context.Context, host, port string) error {
 // references, which BuildKit may map to a mirror and which an offline machine
 // cannot resolve.
 func (p *Policy) CheckLiteral(host, port string) error {
-	h, err := ParseHost(host)
-	if err != nil {
-		return &Refusal{Host: showHostPort(host, port), msg: "host " + err.Error()}
-	}
-	if p.allowed(h, port) {
-		return nil
-	}
-	if h.IsAddr() {
+	_, _, err := p.literal(host, port)
+	return err
+}
+
+// literal decides what needs no name lookup: a host that does not parse, an
+// allow-listed one, an address in any notation, a localhost name. done is
+// false for any other name, which Check resolves.
+func (p *Policy) literal(host, port string) (h Host, done bool, err error) {
+	h, err = ParseHost(host)
+	switch {
+	case err != nil:
+		return h, true, &Refusal{Host: showHostPort(host, port), msg: "host " + err.Error()}
+	case p.allowed(h, port):
+		return h, true, nil
+	case h.IsAddr():
 		if reason := classify(h.Addr); reason != "" {
-			return refuse(host, port, h, h.Addr, reason)
+			return h, true, refuse(host, port, h, h.Addr, reason)
 		}
+		return h, true, nil
+	case h.IsLocalhost():
+		return h, true, refuse(host, port, h, netip.Addr{}, reasonLoopback)
 	}
-	if h.IsLocalhost() {
-		return refuse(host, port, h, netip.Addr{}, reasonLoopback)
-	}
-	return nil
+	return h, false, nil
 }
 
 // IsLoopback reports whether host (no port) is a loopback address in any

@@ -175,26 +175,34 @@ func startApp(t testing.TB, data string, flags ...string) *app {
 
 func (a *app) do(t testing.TB, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, a.URL+path, strings.NewReader(body))
+	code, b, err := a.request(method, path, body, a.token)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return code, b
+}
+
+// request sends one API request (a JSON body when body is set, a Bearer
+// token when token is) and reads the whole answer; it may run off the test's
+// goroutine, so it returns its error instead of failing the test.
+func (a *app) request(method, path, body, token string) (int, []byte, error) {
+	req, err := http.NewRequest(method, a.URL+path, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	return resp.StatusCode, b, err
 }
 
 func mustJSON(v any) string {
