@@ -71,7 +71,14 @@ type Build struct {
 	Ref string `json:"ref"`
 	// CreatedBy is who started the build.
 	CreatedBy string `json:"created_by"`
+	// Via says how the build reached Manifold when it was not through its own
+	// queue: ViaBuildx for a `docker buildx` build through the builder
+	// endpoint; "" for builds Manifold ran.
+	Via string `json:"via,omitempty"`
 }
+
+// ViaBuildx marks a build a `docker buildx` client ran through the builder endpoint.
+const ViaBuildx = "buildx"
 
 // CacheKey names what a build makes, for routing it where its cache is
 // warm: its first tag, else its Dockerfile and context source.

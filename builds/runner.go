@@ -1,7 +1,9 @@
 package builds
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"errors"
 	"log/slog"
 	"slices"
@@ -221,6 +223,11 @@ func (r *Runner) run(appCtx context.Context, id string) {
 			res = Result{Status: StatusInterrupted, Error: "Manifold stopped while the build was running"}
 		}
 	}
+	r.finish(appCtx, id, log, res, startedAt)
+}
+
+// finish records a build's pushes and its final state, and publishes it.
+func (r *Runner) finish(appCtx context.Context, id string, log *slog.Logger, res Result, startedAt time.Time) {
 	// The app context may be over: finishing must still be recorded.
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(appCtx), 10*time.Second)
 	defer fcancel()
@@ -235,7 +242,7 @@ func (r *Runner) run(appCtx context.Context, id string) {
 		}
 	}
 	finishedAt := time.Now().UTC()
-	events, err = r.store.FinishBuild(fctx, id, finishedAt, res, FinishEvents(res, &startedAt, finishedAt))
+	events, err := r.store.FinishBuild(fctx, id, finishedAt, res, FinishEvents(res, &startedAt, finishedAt))
 	if err != nil && r.recover != nil && r.recover(err) {
 		// Room was made (a full disk): the build's end must not be lost.
 		log.Warn("finish build failed; trying again", "err", err)
@@ -247,4 +254,60 @@ func (r *Runner) run(appCtx context.Context, id string) {
 	}
 	r.hub.Publish(id, events)
 	log.Info("build finished", "status", res.Status, "index_digest", res.IndexDigest, "error", res.Error)
+}
+
+// RunExternal records a build that a client runs on BuildKit itself — a
+// `docker buildx` solve through the builder endpoint. b is recorded as
+// running at once (it never waits in Manifold's queue, nor counts against its
+// limit: the client runs it); follow follows the solve and returns how it
+// went, recorded as any build's end. Cancel works on it as on a build
+// Manifold runs: it cancels follow's context. RunExternal returns when the
+// build's end is recorded; started is called once b is.
+func (r *Runner) RunExternal(appCtx context.Context, b *Build, started func(*Build), follow func(ctx context.Context, b *Build) Result) error {
+	now := time.Now().UTC()
+	b.ID = NewID(now)
+	b.Ref = cmp.Or(b.Ref, b.ID)
+	b.Status, b.CreatedAt, b.StartedAt = StatusRunning, now, &now
+	if b.Manifests == nil {
+		b.Manifests, b.Steps, b.Pushes = []Manifest{}, []Step{}, []Push{}
+	}
+	log := r.log.With("build_id", b.ID, "via", b.Via)
+	// Recorded running, never queued: a restart finds it interrupted, and
+	// never queues a build it cannot run.
+	if err := r.store.CreateBuild(appCtx, b, nil); err != nil {
+		return fmt.Errorf("record build: %w", err)
+	}
+	events, err := r.store.Record(appCtx, b.ID, StartEvents(now), nil)
+	if err != nil {
+		return fmt.Errorf("record build: %w", err)
+	}
+	r.hub.Publish(b.ID, events)
+	ctx, cancel := context.WithCancelCause(appCtx)
+	defer cancel(nil)
+	rb := runningBuild{cancel: cancel, done: make(chan struct{})}
+	r.mu.Lock()
+	r.running[b.ID] = rb
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.running, b.ID)
+		r.mu.Unlock()
+		close(rb.done)
+	}()
+	log.Info("build started", "platforms", strings.Join(b.Platforms, ","), "user", b.CreatedBy)
+	if started != nil {
+		started(b)
+	}
+	defer r.hold()()
+	res := follow(ctx, b)
+	if cause := context.Cause(ctx); cause != nil && res.Status != StatusSucceeded {
+		switch {
+		case errors.Is(cause, errCanceledByUser):
+			res = Result{Status: StatusCanceled, Error: "canceled by user"}
+		case appCtx.Err() != nil:
+			res = Result{Status: StatusInterrupted, Error: "Manifold stopped while the build was running"}
+		}
+	}
+	r.finish(appCtx, b.ID, log, res, now)
+	return nil
 }

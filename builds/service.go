@@ -112,6 +112,17 @@ func (s *Service) Recover(ctx context.Context) error {
 	return nil
 }
 
+// RunExternal records a build a client runs on BuildKit itself (see
+// Runner.RunExternal), audited as the client's user starting it.
+func (s *Service) RunExternal(ctx context.Context, b *Build, started func(*Build), follow func(ctx context.Context, b *Build) Result) error {
+	return s.runner.RunExternal(ctx, b, func(b *Build) {
+		s.audit(ctx, b.CreatedBy, "build.start", b.ID, "", b.Via+" "+strings.Join(b.Platforms, ","))
+		if started != nil {
+			started(b)
+		}
+	}, follow)
+}
+
 // Nodes reports every BuildKit node's health and platforms.
 func (s *Service) Nodes(ctx context.Context) []NodeStatus {
 	if s.nodes == nil {

@@ -36,7 +36,7 @@ var (
 	_ registry.Records = (*Builds)(nil)
 )
 
-const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed, push_wanted, pinned, created_by`
+const buildColumns = `id, status, platforms, dockerfile, options, ref, created_at, started_at, finished_at, error, error_step, error_line, index_digest, tags, pushed, push_wanted, pinned, created_by, via`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -49,7 +49,7 @@ func scanBuild(row scanner) (*builds.Build, error) {
 		pushed              int
 	)
 	if err := row.Scan(&b.ID, &b.Status, &plats, &b.Dockerfile, &opts, &b.Ref, &create, &started, &finished,
-		&b.Error, &b.ErrorStep, &b.ErrorLine, &b.IndexDigest, &tags, &pushed, &b.PushWanted, &b.Pinned, &b.CreatedBy); err != nil {
+		&b.Error, &b.ErrorStep, &b.ErrorLine, &b.IndexDigest, &tags, &pushed, &b.PushWanted, &b.Pinned, &b.CreatedBy, &b.Via); err != nil {
 		return nil, err
 	}
 	var err error
@@ -91,9 +91,9 @@ func (s *Builds) CreateBuild(ctx context.Context, b *builds.Build, refs []builds
 		return fmt.Errorf("db: insert build: %w", err)
 	}
 	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.Status, string(plats), b.Dockerfile, string(opts), b.Ref, formatTime(b.CreatedAt), formatTimePtr(b.StartedAt),
-		formatTimePtr(b.FinishedAt), b.Error, b.ErrorStep, b.ErrorLine, b.IndexDigest, string(tags), b.Pushed, b.PushWanted, b.Pinned, b.CreatedBy)
+		formatTimePtr(b.FinishedAt), b.Error, b.ErrorStep, b.ErrorLine, b.IndexDigest, string(tags), b.Pushed, b.PushWanted, b.Pinned, b.CreatedBy, b.Via)
 	if err != nil {
 		return fmt.Errorf("db: insert build: %w", err)
 	}

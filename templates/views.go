@@ -303,6 +303,11 @@ func ContextSummary(b *builds.Build) string {
 	switch b.Context.Type {
 	case "upload":
 		return fmt.Sprintf("upload, %d entries, %s", b.Context.Files, HumanBytes(b.Context.Size))
+	case "client":
+		if b.DockerfilePath != "" {
+			return "the client's folder (" + b.DockerfilePath + "), not kept by Manifold"
+		}
+		return "the client's folder, not kept by Manifold"
 	case "git":
 		if b.Git == nil {
 			return "git"

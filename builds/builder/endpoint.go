@@ -15,7 +15,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	controlapi "github.com/moby/buildkit/api/services/control"
 )
 
 // Users says whether a user may build through the endpoint (exists, and
@@ -36,7 +42,28 @@ type EndpointConfig struct {
 	Backend string
 	// BackendTLS holds the node's client credentials for a tcp:// backend; nil for none.
 	BackendTLS *tls.Config
-	Log        *slog.Logger
+	// Watcher, when set, is told of every solve that passes, with the
+	// certificate's user; it records them as Manifold builds.
+	Watcher Watcher
+	Log     *slog.Logger
+}
+
+// Solve is one build a client started through the endpoint: who (the
+// certificate's user) and what it asked BuildKit for.
+type Solve struct {
+	User    string
+	Request *controlapi.SolveRequest
+	// Cancel ends the client's solve (the call to the node), for a user who
+	// cancels the build in Manifold.
+	Cancel func()
+}
+
+// Watcher follows the solves that pass through the endpoint. Began is
+// called when a solve's request has arrived, before the node sees it; the
+// function it returns is called with the node's answer (the exporter's
+// response) or its error when the node answers.
+type Watcher interface {
+	Began(ctx context.Context, s Solve) (ended func(*controlapi.SolveResponse, error))
 }
 
 // Endpoint is BuildKit's gRPC API behind mutual TLS: a client certificate
@@ -49,9 +76,6 @@ type Endpoint struct {
 	backend *grpc.ClientConn
 	server  *grpc.Server
 }
-
-// userKey carries the certificate's user in a connection's context.
-type userKey struct{}
 
 // NewEndpoint makes the endpoint; Serve runs it.
 func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
@@ -82,11 +106,11 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	if e.backend, err = grpc.NewClient(target, creds, grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}))); err != nil {
 		return nil, fmt.Errorf("dial the builder endpoint's BuildKit %s: %w", cfg.Backend, err)
 	}
-	// TLS is the endpoint's own (Serve wraps the listener), not gRPC's: gRPC's
-	// TLS refuses clients that do not offer ALPN "h2", and buildx's remote
+	// The handshake is the endpoint's own (mtls), not gRPC's TLS credentials:
+	// those refuse clients that do not offer ALPN "h2", and buildx's remote
 	// driver makes its TLS connection without it.
 	e.server = grpc.NewServer(
-		grpc.Creds(insecure.NewCredentials()),
+		grpc.Creds(mtls{e.tls}),
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.UnknownServiceHandler(e.pass),
 		grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
@@ -128,7 +152,7 @@ func (e *Endpoint) Serve(ctx context.Context, l net.Listener) error {
 		<-ctx.Done()
 		e.server.GracefulStop()
 	}()
-	err := e.server.Serve(tls.NewListener(l, e.tls))
+	err := e.server.Serve(l)
 	_ = e.backend.Close()
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -150,9 +174,43 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 	md, _ := metadata.FromIncomingContext(in.Context())
 	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(in.Context(), md.Copy()))
 	defer cancel()
+	var first []byte
+	if method == controlapi.Control_Solve_FullMethodName && e.cfg.Watcher != nil {
+		// A solve: its request says what is built; the watcher records it.
+		if err := in.RecvMsg(&first); err != nil {
+			return err
+		}
+		var req controlapi.SolveRequest
+		if err := proto.Unmarshal(first, &req); err != nil {
+			return status.Errorf(codes.InvalidArgument, "read the solve request: %v", err)
+		}
+		ended := e.cfg.Watcher.Began(in.Context(), Solve{User: peerUser(in.Context()), Request: &req, Cancel: cancel})
+		var reply []byte
+		err := e.relay(ctx, in, method, first, func(m []byte) { reply = append(reply[:0], m...) })
+		resp := &controlapi.SolveResponse{}
+		if err == nil {
+			if uerr := proto.Unmarshal(reply, resp); uerr != nil {
+				e.cfg.Log.Warn("read the node's solve response", "err", uerr)
+			}
+		}
+		ended(resp, err)
+		return err
+	}
+	return e.relay(ctx, in, method, nil, nil)
+}
+
+// relay passes one call's messages both ways; first, when set, is the
+// caller's first message, already read; seen, when set, sees each of the
+// node's messages.
+func (e *Endpoint) relay(ctx context.Context, in grpc.ServerStream, method string, first []byte, seen func([]byte)) error {
 	out, err := e.backend.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
 	if err != nil {
 		return err
+	}
+	if first != nil {
+		if err := out.SendMsg(&first); err != nil {
+			return err
+		}
 	}
 	up := make(chan error, 1)
 	go func() {
@@ -184,11 +242,58 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 			}
 			return err
 		}
+		if seen != nil {
+			seen(m)
+		}
 		if err := in.SendMsg(&m); err != nil {
 			return err
 		}
 	}
 }
+
+// peerUser is the user a call's client certificate names (the handshake
+// checked it).
+func peerUser(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return ""
+	}
+	return info.State.PeerCertificates[0].Subject.CommonName
+}
+
+// mtls is the endpoint's transport security: a TLS handshake with the
+// endpoint's config (client certificate required and checked), without
+// gRPC's demand for ALPN, handing gRPC the connection's state as its
+// AuthInfo so a call knows its user.
+type mtls struct{ cfg *tls.Config }
+
+func (m mtls) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn := tls.Server(raw, m.cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := conn.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return conn, credentials.TLSInfo{State: conn.ConnectionState(),
+		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+}
+
+func (m mtls) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("the builder endpoint's credentials are for its server only")
+}
+
+func (m mtls) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2"}
+}
+
+func (m mtls) Clone() credentials.TransportCredentials { return mtls{m.cfg.Clone()} }
+
+func (m mtls) OverrideServerName(string) error { return nil }
 
 // rawCodec passes messages through as the bytes they are.
 type rawCodec struct{}

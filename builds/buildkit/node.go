@@ -2,7 +2,11 @@ package buildkit
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -411,4 +415,37 @@ func (n *Node) diskUsage(ctx context.Context, timeout time.Duration) int64 {
 		total += u.Size
 	}
 	return total
+}
+
+// ClientTLS is the TLS configuration Manifold's connections to a tcp://
+// node use (nil for a node without TLS): the builder endpoint dials the
+// node with it too.
+func (n *Node) ClientTLS() (*tls.Config, error) {
+	if n.tls.CACert == "" && n.tls.Cert == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: n.tls.ServerName}
+	if cfg.ServerName == "" {
+		if u, err := url.Parse(n.Addr); err == nil {
+			cfg.ServerName = u.Hostname()
+		}
+	}
+	if n.tls.CACert != "" {
+		pem, err := os.ReadFile(n.tls.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("read node %s's CA certificate: %w", n.Name, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("node %s's CA certificate %s holds no PEM certificate", n.Name, n.tls.CACert)
+		}
+	}
+	if n.tls.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(n.tls.Cert, n.tls.Key)
+		if err != nil {
+			return nil, fmt.Errorf("load node %s's client certificate: %w", n.Name, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	bkclient "github.com/moby/buildkit/client"
 
+	"manifold/builds"
 	"manifold/builds/buildkittest"
 )
 
@@ -51,7 +53,9 @@ func TestBuilderEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startApp(t, data, "--buildkit", env.Addr(), "--builder-addr", addr)
+	samToken := strings.TrimSpace(cli(t, "token", "create", "--data", data, "--user", "sam", "--scope", "build"))
+	app := startApp(t, data, "--buildkit", env.Addr(), "--builder-addr", addr)
+	app.token = samToken
 
 	// The real docker buildx, remote driver, through the endpoint.
 	config := t.TempDir()
@@ -61,14 +65,80 @@ func TestBuilderEndpoint(t *testing.T) {
 		t.Fatalf("buildx create: %v\n%s", err, out)
 	}
 	ctxDir := t.TempDir()
-	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM busybox:1\nRUN echo via buildx > /via\n"), 0o644)
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM busybox:1\nARG GREETING\nRUN echo \"$GREETING from $(uname -m)\" && echo via buildx > /via\n"), 0o644)
 	dest := filepath.Join(t.TempDir(), "out.oci.tar")
-	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
-		"--output", "type=oci,dest="+dest, ctxDir); err != nil {
-		t.Fatalf("buildx build through the endpoint: %v\n%s", err, out)
+	meta := filepath.Join(t.TempDir(), "meta.json")
+	printed, err := buildxCmd(t, config, "build", "--builder", "team", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
+		"--build-arg", "GREETING=hello-buildx", "--label", "team=blue", "--provenance", "mode=min", "--metadata-file", meta,
+		"--output", "type=oci,dest="+dest, ctxDir)
+	if err != nil {
+		t.Fatalf("buildx build through the endpoint: %v\n%s", err, printed)
 	}
 	if raw := sh(t, "skopeo", "inspect", "--raw", "oci-archive:"+dest); !strings.Contains(raw, "linux") {
 		t.Fatalf("buildx's archive: %s", raw)
+	}
+
+	// Manifold recorded it: who, what, steps, log and the digest buildx printed.
+	var md map[string]any
+	if raw, err := os.ReadFile(meta); err != nil || json.Unmarshal(raw, &md) != nil {
+		t.Fatalf("buildx's metadata file: %v", err)
+	}
+	wantDigest, _ := md["containerimage.digest"].(string)
+	bxRef, _ := md["buildx.build.ref"].(string)
+	wantRef := bxRef[strings.LastIndex(bxRef, "/")+1:]
+	if wantDigest == "" || wantRef == "" {
+		t.Fatalf("buildx's metadata names no digest or ref: %v", md)
+	}
+	b := app.wait(t, viaBuildx(t, app, wantRef).ID)
+	if b.Status != builds.StatusSucceeded || b.CreatedBy != "sam" || b.Via != builds.ViaBuildx {
+		t.Fatalf("the recorded build: status %s by %q via %q (%s)", b.Status, b.CreatedBy, b.Via, b.Error)
+	}
+	if b.IndexDigest != wantDigest {
+		t.Fatalf("recorded index %s, buildx printed %s", b.IndexDigest, wantDigest)
+	}
+	if strings.Join(b.Platforms, ",") != "linux/amd64,linux/arm64" || b.BuildArgs["GREETING"] != "hello-buildx" || b.Labels["team"] != "blue" || b.Provenance != "min" {
+		t.Fatalf("the recorded request: platforms %v, args %v, labels %v, provenance %q", b.Platforms, b.BuildArgs, b.Labels, b.Provenance)
+	}
+	if len(b.Manifests) != 2 || b.Manifests[0].Platform != "linux/amd64" || b.Manifests[1].Platform != "linux/arm64" {
+		t.Fatalf("the recorded manifests: %+v", b.Manifests)
+	}
+	named := 0
+	for _, st := range b.Steps {
+		if strings.HasPrefix(st.Name, "[manifold]") {
+			continue
+		}
+		named++
+		if !strings.Contains(printed, st.Name) {
+			t.Errorf("step %q is not one buildx printed", st.Name)
+		}
+	}
+	if named < 4 {
+		t.Fatalf("%d steps recorded: %+v", named, b.Steps)
+	}
+	_, logText := app.do(t, "GET", "/api/v1/builds/"+b.ID+"/log", "")
+	for _, line := range []string{"hello-buildx from x86_64", "hello-buildx from aarch64"} {
+		if !strings.Contains(printed, line) || !strings.Contains(string(logText), line) {
+			t.Errorf("log line %q: in buildx's output %v, in Manifold's log %v", line, strings.Contains(printed, line), strings.Contains(string(logText), line))
+		}
+	}
+	// The index is in the store: the explorer reads it, attestations and all.
+	if code, idx := app.do(t, "GET", "/api/v1/builds/"+b.ID+"/index", ""); code != 200 || !strings.Contains(string(idx), "https://slsa.dev/provenance") {
+		t.Fatalf("the stored index: %d %s", code, idx)
+	}
+	if code, page := app.do(t, "GET", "/builds/"+b.ID, ""); code != 200 || !strings.Contains(string(page), "via buildx") {
+		t.Fatalf("the build page: %d", code)
+	}
+
+	// A failing RUN: buildx fails, and Manifold records the step and its line.
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "Dockerfile"), []byte("FROM busybox:1\nRUN echo about to fail\nRUN exit 7\n"), 0o644)
+	meta2 := filepath.Join(t.TempDir(), "meta.json")
+	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", "--metadata-file", meta2, bad); err == nil {
+		t.Fatalf("buildx built a failing Dockerfile:\n%s", out)
+	}
+	f := app.wait(t, latestViaBuildx(t, app, b.ID).ID)
+	if f.Status != builds.StatusFailed || f.ErrorLine != 3 || !strings.Contains(f.Error, "RUN exit 7") || f.ErrorStep == 0 {
+		t.Fatalf("the failed buildx build: status %s, line %d, step %d, error %q", f.Status, f.ErrorLine, f.ErrorStep, f.Error)
 	}
 
 	// BuildKit's own client with the same certificate; then refusals.
@@ -104,4 +174,43 @@ func TestBuilderEndpoint(t *testing.T) {
 	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", ctxDir); err == nil {
 		t.Fatalf("buildx with a revoked certificate built:\n%s", out)
 	}
+}
+
+// viaBuildx finds the build Manifold recorded for BuildKit ref ref.
+func viaBuildx(t *testing.T, a *app, ref string) *builds.Build {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var list struct{ Builds []*builds.Build }
+		_, body := a.do(t, "GET", "/api/v1/builds?limit=50", "")
+		if err := json.Unmarshal(body, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range list.Builds {
+			if b.Ref == ref {
+				return b
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, body := a.do(t, "GET", "/api/v1/builds?limit=50", "")
+	t.Fatalf("no build of ref %s was recorded: %s", ref, body)
+	return nil
+}
+
+// latestViaBuildx is the newest buildx build other than not.
+func latestViaBuildx(t *testing.T, a *app, not string) *builds.Build {
+	t.Helper()
+	var list struct{ Builds []*builds.Build }
+	_, body := a.do(t, "GET", "/api/v1/builds?limit=50", "")
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range list.Builds {
+		if b.Via == builds.ViaBuildx && b.ID != not {
+			return b
+		}
+	}
+	t.Fatalf("no second buildx build was recorded")
+	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	controlapi "github.com/moby/buildkit/api/services/control"
 	"io"
 	"log/slog"
 	"net"
@@ -208,7 +209,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	h := &handlers.Handlers{Builds: svc, Content: store, Blobs: st.content, Explorer: explorer, Registries: pull,
 		Credentials: regs, Accounts: accts, Projects: projs, Log: log, Retention: cfg.Retention}
 	if cfg.BuilderAddr != "" {
-		stopBuilder, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, log)
+		stopBuilder, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, buildxWatcher{buildkit.NewBuildx(ctx, engine, pool.Nodes()[0], svc, log.With("component", "buildx"))}, log)
 		if err != nil {
 			return err
 		}
@@ -233,14 +234,19 @@ func (m metricsSource) StorageUsage(ctx context.Context, p content.UsagePage) (c
 
 // startBuilderEndpoint offers BuildKit's API to `docker buildx` on
 // --builder-addr, behind mutual TLS with the builder CA's certificates,
-// passing it to the first node.
-func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *accounts.Service, pool *buildkit.Pool, log *slog.Logger) (func(), error) {
+// passing it to the first node; watch records each build made through it.
+func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *accounts.Service, pool *buildkit.Pool, watch builder.Watcher, log *slog.Logger) (func(), error) {
 	ca, err := builder.OpenCA(st.data)
 	if err != nil {
 		return nil, err
 	}
+	node := pool.Nodes()[0]
+	nodeTLS, err := node.ClientTLS()
+	if err != nil {
+		return nil, err
+	}
 	ep, err := builder.NewEndpoint(builder.EndpointConfig{CA: ca, Certs: db.NewBuilderCerts(st.db), Users: accts,
-		Hosts: cfg.BuilderHosts, Backend: pool.Nodes()[0].Addr, Log: log.With("component", "builder")})
+		Hosts: cfg.BuilderHosts, Backend: node.Addr, BackendTLS: nodeTLS, Watcher: watch, Log: log.With("component", "builder")})
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +263,13 @@ func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *ac
 		}
 	}()
 	return func() { ep.Stop(); <-done }, nil
+}
+
+// buildxWatcher hands the builder endpoint's solves to the recorder of buildx builds.
+type buildxWatcher struct{ x *buildkit.Buildx }
+
+func (w buildxWatcher) Began(_ context.Context, s builder.Solve) func(*controlapi.SolveResponse, error) {
+	return w.x.Began(buildkit.Solve{User: s.User, Request: s.Request, Cancel: s.Cancel})
 }
 
 // newLogger is Manifold's log; containerd and the BuildKit client log

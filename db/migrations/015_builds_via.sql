@@ -1,0 +1,3 @@
+-- How a build reached Manifold when not through its own queue: 'buildx' for
+-- a `docker buildx` build through the builder endpoint, '' otherwise.
+ALTER TABLE builds ADD COLUMN via TEXT NOT NULL DEFAULT '';
