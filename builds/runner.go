@@ -3,8 +3,8 @@ package builds
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
