@@ -213,6 +213,18 @@ func (h *Handlers) AccountPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handlers) renderAccount(w http.ResponseWriter, r *http.Request, status int, newToken, msg string) error {
+	return h.renderAccountWith(w, r, status, accountExtras{token: newToken, msg: msg})
+}
+
+// accountExtras is what the account page shows once: a new token or
+// certificate, or the sentence saying what to fix.
+type accountExtras struct {
+	token, msg string
+	cert       *templates.NewBuilderCert
+}
+
+func (h *Handlers) renderAccountWith(w http.ResponseWriter, r *http.Request, status int, x accountExtras) error {
+	newToken, msg := x.token, x.msg
 	id := identity(r)
 	tokens, err := h.Accounts.Tokens(r.Context(), id.User)
 	if err != nil {
@@ -224,7 +236,14 @@ func (h *Handlers) renderAccount(w http.ResponseWriter, r *http.Request, status 
 			return err
 		}
 	}
-	return render(w, r, status, templates.AccountPage(templates.AccountView{User: id.User, Role: string(id.Role), Tokens: tokens, NewToken: newToken, Error: msg, Secrets: secrets}))
+	view := templates.AccountView{User: id.User, Role: string(id.Role), Tokens: tokens, NewToken: newToken, Error: msg, Secrets: secrets,
+		Builder: h.Builder != nil && id.Role.Allows(accounts.RoleBuilder) && id.Via != "setup", BuilderAddr: builderAddr(h.BuilderAddr, r), NewCert: x.cert}
+	if view.Builder {
+		if view.Certs, err = h.Builder.List(r.Context(), id.User); err != nil {
+			return err
+		}
+	}
+	return render(w, r, status, templates.AccountPage(view))
 }
 
 // CreateTokenForm answers POST /account/tokens: the new token is shown once.
@@ -449,4 +468,21 @@ func (h *Handlers) setupAllowed(r *http.Request) error {
 		return builds.CodeErrorf(builds.ENotFound, "not_found", "setup is over: accounts exist, or this request does not come from this machine")
 	}
 	return nil
+}
+
+// builderAddr is where buildx reaches the endpoint: its listening address,
+// with the name this page was reached by when it listens on every address.
+func builderAddr(listen string, r *http.Request) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+		host = strings.Trim(host, "[]")
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -28,6 +28,10 @@ type Handlers struct {
 	Projects Projects
 	// Retention is applied by POST /api/v1/gc, as by the periodic collection.
 	Retention content.Retention
+	// Builder issues builder endpoint certificates; nil when the endpoint is off.
+	Builder BuilderCerts
+	// BuilderAddr is the address the account page tells buildx to reach the endpoint at.
+	BuilderAddr string
 }
 
 // Func is a handler that returns its error instead of writing it.

@@ -2,6 +2,7 @@
 package templates
 
 import (
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"sort"
@@ -10,8 +11,11 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/accounts"
+	"manifold/builds/builder"
 	"manifold/builds/content"
 	"manifold/builds/registry"
+
+	"github.com/a-h/templ"
 )
 
 // ExampleDockerfile is the example every user tries first; the new-build form starts with it.
@@ -62,6 +66,31 @@ type AccountView struct {
 	NewToken   string // shown once, right after it was made
 	Error      string
 	Secrets    []string
+	// Builder says the builder endpoint is on and the user may build
+	// through it; Certs are their certificates, BuilderAddr where buildx
+	// reaches the endpoint, NewCert one just made (shown once).
+	Builder     bool
+	Certs       []builder.Issued
+	BuilderAddr string
+	NewCert     *NewBuilderCert
+}
+
+// NewBuilderCert is a builder certificate's files, shown once when it is made.
+type NewBuilderCert struct {
+	Serial        string
+	ExpiresAt     time.Time
+	CA, Cert, Key string
+}
+
+// PEMDownload is a data: URL that saves a PEM file from the page.
+func PEMDownload(pem string) templ.SafeURL {
+	return templ.SafeURL("data:application/x-pem-file;base64," + base64.StdEncoding.EncodeToString([]byte(pem)))
+}
+
+// BuildxCreate is the command that adds the endpoint as a buildx builder,
+// with the certificate files in the current folder.
+func BuildxCreate(addr string) string {
+	return "docker buildx create --name team --driver remote --driver-opt cacert=$PWD/ca.pem,cert=$PWD/cert.pem,key=$PWD/key.pem tcp://" + addr
 }
 
 // UsersView is the admins' user list.

@@ -87,12 +87,17 @@ func (s *Server) routes(h *handlers.Handlers) http.Handler {
 		r.Get("/account", s.handle(h.AccountPage))
 		r.Post("/account/tokens", s.handle(h.CreateTokenForm))
 		r.Post("/account/tokens/{tid}/revoke", s.handle(h.RevokeTokenForm))
+		r.Get("/api/v1/builder-certs", s.handle(h.ListBuilderCerts))
+		r.Delete("/api/v1/builder-certs/{serial}", s.handle(h.RevokeBuilderCert))
+		r.Post("/account/builder-certs/{serial}/revoke", s.handle(h.RevokeBuilderCertForm))
 	})
 
 	// Builders start, cancel, push, pin and delete builds, and keep build secrets.
 	r.Group(func(r chi.Router) {
 		r.Use(s.require(accounts.RoleBuilder))
 		r.Post("/api/v1/builds", s.handle(h.CreateBuild))
+		r.Post("/api/v1/builder-certs", s.handle(h.CreateBuilderCert))
+		r.Post("/account/builder-certs", s.handle(h.CreateBuilderCertForm))
 		r.Post("/api/v1/builds/{id}/cancel", s.handle(h.CancelBuild))
 		r.Post("/api/v1/builds/{id}/rebuild", s.handle(h.RebuildBuild))
 		r.Post("/api/v1/builds/{id}/retry", s.handle(h.RetryBuild))

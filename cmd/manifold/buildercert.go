@@ -64,17 +64,12 @@ func builderCertCommand(ctx context.Context, args []string, getenv func(string) 
 	if *user == "" {
 		return errors.New("usage: manifold builder-cert --user NAME [--days N] [--out DIR]")
 	}
-	if *days < 1 || *days > 366 {
-		return fmt.Errorf("--days %d: a certificate is valid for 1 to 366 days", *days)
-	}
-	if err := acc.MayBuild(ctx, *user); err != nil {
-		return err
-	}
 	ca, err := builder.OpenCA(dir)
 	if err != nil {
 		return err
 	}
-	c, err := ca.Issue(*user, time.Duration(*days)*24*time.Hour)
+	svc := &builder.Service{CA: ca, Certs: certs, Users: acc}
+	c, err := svc.Issue(ctx, *user, *days)
 	if err != nil {
 		return err
 	}
@@ -88,9 +83,6 @@ func builderCertCommand(ctx context.Context, args []string, getenv func(string) 
 		if err := os.Chmod(filepath.Join(*out, name), 0o600); err != nil {
 			return err
 		}
-	}
-	if err := certs.SaveCert(ctx, c); err != nil {
-		return err
 	}
 	if err := acc.Audit(ctx, "cli", "builder-cert.create", c.Serial, "local", "user "+*user); err != nil {
 		return fmt.Errorf("the certificate was made, but the audit log could not record it: %w", err)

@@ -14,6 +14,9 @@ import (
 
 	"manifold/builds"
 	"manifold/builds/buildkittest"
+	"manifold/db"
+
+	"github.com/chromedp/chromedp"
 )
 
 // buildxCmd runs bin/buildx with its own config folder.
@@ -174,6 +177,29 @@ func TestBuilderEndpoint(t *testing.T) {
 	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", ctxDir); err == nil {
 		t.Fatalf("buildx with a revoked certificate built:\n%s", out)
 	}
+	// Expired: Manifold's record says it ended yesterday (the handshake's
+	// x509 expiry is the unit test's); buildx is refused.
+	issued = cli(t, "builder-cert", "--user", "sam", "--data", data, "--out", certs)
+	serial = strings.Fields(issued)[1]
+	d, err := db.Open(context.Background(), filepath.Join(data, "manifold.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(`UPDATE builder_certs SET expires_at = ? WHERE serial = ?`, time.Now().Add(-24*time.Hour).UTC().Format("2006-01-02T15:04:05.000000000Z"), serial); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", ctxDir); err == nil {
+		t.Fatalf("buildx with an expired certificate built:\n%s", out)
+	}
+	// No certificate at all: the CA alone does not open the endpoint.
+	if out, err := buildxCmd(t, config, "create", "--name", "nocert", "--driver", "remote",
+		"--driver-opt", "cacert="+filepath.Join(certs, "ca.pem"), "tcp://"+addr); err != nil {
+		t.Fatalf("buildx create: %v\n%s", err, out)
+	}
+	if out, err := buildxCmd(t, config, "build", "--builder", "nocert", "--progress", "plain", ctxDir); err == nil {
+		t.Fatalf("buildx without a certificate built:\n%s", out)
+	}
 }
 
 // viaBuildx finds the build Manifold recorded for BuildKit ref ref.
@@ -213,4 +239,117 @@ func latestViaBuildx(t *testing.T, a *app, not string) *builds.Build {
 	}
 	t.Fatalf("no second buildx build was recorded")
 	return nil
+}
+
+// dialEndpoint asks the endpoint for its workers with BuildKit's client and
+// the certificate files in dir.
+func dialEndpoint(addr, dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := bkclient.New(ctx, "tcp://"+addr, bkclient.WithServerConfig("", filepath.Join(dir, "ca.pem")),
+		bkclient.WithCredentials(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.ListWorkers(ctx)
+	return err
+}
+
+// TestBuilderCertificatesAPIAndPage makes certificates with the API and with
+// the account page's button in Chromium, uses them, and revokes them there.
+func TestBuilderCertificatesAPIAndPage(t *testing.T) {
+	addr, err := buildkittest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, "", "--buildkit", env.Addr(), "--builder-addr", addr)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(a.URL+"/setup"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="setup-form"]`)),
+		chromedp.SetValue(chromedp.CSS(`#name`), "ada"),
+		chromedp.SetValue(chromedp.CSS(`#password`), "correct horse battery"),
+		chromedp.Click(chromedp.CSS(`[data-testid="setup-submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="new-build-form"]`)),
+		chromedp.Navigate(a.URL+"/account"),
+		chromedp.SetValue(chromedp.CSS(`[data-testid="cert-days"]`), "5"),
+		chromedp.Click(chromedp.CSS(`[data-testid="cert-create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="new-cert"]`)),
+	); err != nil {
+		t.Fatalf("make a certificate on the account page: %v", err)
+	}
+	read := func(sel string) string {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="`+sel+`"]').textContent`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	dir := t.TempDir()
+	for name, sel := range map[string]string{"ca.pem": "cert-ca", "cert.pem": "cert-cert", "key.pem": "cert-key"} {
+		os.WriteFile(filepath.Join(dir, name), []byte(read(sel)), 0o600)
+	}
+	if cmds := read("buildx-commands"); !strings.Contains(cmds, "docker buildx create --name team --driver remote --driver-opt cacert=") || !strings.Contains(cmds, "tcp://"+addr) {
+		t.Fatalf("the page's commands: %q", cmds)
+	}
+	serial, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="new-cert"]').dataset.serial`))
+	if err != nil || serial == "" {
+		t.Fatalf("the new certificate's serial: %q %v", serial, err)
+	}
+	screenshot(t, ctx, "account-builder-cert.png")
+	if err := dialEndpoint(addr, dir); err != nil {
+		t.Fatalf("the page's certificate: %v", err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`[data-testid="cert-row"][data-serial="`+serial+`"] [data-testid="cert-revoke"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="cert-row"][data-serial="`+serial+`"] .muted`)),
+	); err != nil {
+		t.Fatalf("revoke on the account page: %v", err)
+	}
+	if err := dialEndpoint(addr, dir); err == nil {
+		t.Fatal("a certificate revoked on the account page was let through")
+	}
+
+	// The API: a builder makes one, uses it and revokes it; bad days and a
+	// viewer are refused with a sentence.
+	data := a.Data
+	cli(t, "user", "create", "--role", "builder", "--data", data, "bob")
+	cli(t, "user", "create", "--role", "viewer", "--data", data, "val")
+	bob := strings.TrimSpace(cli(t, "token", "create", "--data", data, "--user", "bob", "--scope", "build"))
+	val := strings.TrimSpace(cli(t, "token", "create", "--data", data, "--user", "val", "--scope", "read"))
+	code, body, _ := a.request("POST", "/api/v1/builder-certs", `{"days": 0}`, bob)
+	if code != 400 || !strings.Contains(string(body), "1 to 366 days") {
+		t.Fatalf("days 0: %d %s", code, body)
+	}
+	if code, body, _ = a.request("POST", "/api/v1/builder-certs", `{"days": 2}`, val); code != 403 {
+		t.Fatalf("a viewer's certificate: %d %s", code, body)
+	}
+	code, body, _ = a.request("POST", "/api/v1/builder-certs", `{"days": 2}`, bob)
+	var made struct {
+		Serial, User, CA, Cert, Key string
+		ExpiresAt                   time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal(body, &made); code != 201 || err != nil || made.User != "bob" || time.Until(made.ExpiresAt) > 49*time.Hour {
+		t.Fatalf("bob's certificate: %d %s", code, body)
+	}
+	api := t.TempDir()
+	for name, pem := range map[string]string{"ca.pem": made.CA, "cert.pem": made.Cert, "key.pem": made.Key} {
+		os.WriteFile(filepath.Join(api, name), []byte(pem), 0o600)
+	}
+	if err := dialEndpoint(addr, api); err != nil {
+		t.Fatalf("bob's API certificate: %v", err)
+	}
+	if code, body, _ = a.request("GET", "/api/v1/builder-certs", "", bob); code != 200 || !strings.Contains(string(body), made.Serial) || strings.Contains(string(body), serial) {
+		t.Fatalf("bob's list: %d %s", code, body)
+	}
+	if code, _, _ = a.request("DELETE", "/api/v1/builder-certs/"+serial, "", bob); code != 404 {
+		t.Fatalf("bob revoking ada's certificate: %d", code)
+	}
+	if code, _, _ = a.request("DELETE", "/api/v1/builder-certs/"+made.Serial, "", bob); code != 204 {
+		t.Fatalf("bob revoking his own: %d", code)
+	}
+	if err := dialEndpoint(addr, api); err == nil {
+		t.Fatal("a certificate revoked through the API was let through")
+	}
 }

@@ -209,11 +209,12 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	h := &handlers.Handlers{Builds: svc, Content: store, Blobs: st.content, Explorer: explorer, Registries: pull,
 		Credentials: regs, Accounts: accts, Projects: projs, Log: log, Retention: cfg.Retention}
 	if cfg.BuilderAddr != "" {
-		stopBuilder, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, buildxWatcher{buildkit.NewBuildx(ctx, engine, pool.Nodes()[0], svc, log.With("component", "buildx"))}, log)
+		stopBuilder, certs, addr, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, buildxWatcher{buildkit.NewBuildx(ctx, engine, pool.Nodes()[0], svc, log.With("component", "buildx"))}, log)
 		if err != nil {
 			return err
 		}
 		defer stopBuilder()
+		h.Builder, h.BuilderAddr = certs, addr
 	}
 	srv := web.NewServer(h, web.Options{AnonymousPull: cfg.AnonPull, Identities: accts, OnShutdown: svc.CloseWatchers, Metrics: metrics}, log)
 	return srv.Serve(ctx, l)
@@ -235,24 +236,25 @@ func (m metricsSource) StorageUsage(ctx context.Context, p content.UsagePage) (c
 // startBuilderEndpoint offers BuildKit's API to `docker buildx` on
 // --builder-addr, behind mutual TLS with the builder CA's certificates,
 // passing it to the first node; watch records each build made through it.
-func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *accounts.Service, pool *buildkit.Pool, watch builder.Watcher, log *slog.Logger) (func(), error) {
+// It returns how to stop it, the certificate service and the address it listens on.
+func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *accounts.Service, pool *buildkit.Pool, watch builder.Watcher, log *slog.Logger) (func(), *builder.Service, string, error) {
 	ca, err := builder.OpenCA(st.data)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	node := pool.Nodes()[0]
 	nodeTLS, err := node.ClientTLS()
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	ep, err := builder.NewEndpoint(builder.EndpointConfig{CA: ca, Certs: db.NewBuilderCerts(st.db), Users: accts,
 		Hosts: cfg.BuilderHosts, Backend: node.Addr, BackendTLS: nodeTLS, Watcher: watch, Log: log.With("component", "builder")})
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	l, err := net.Listen("tcp", cfg.BuilderAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --builder-addr %s: %w", cfg.BuilderAddr, err)
+		return nil, nil, "", fmt.Errorf("listen on --builder-addr %s: %w", cfg.BuilderAddr, err)
 	}
 	log.Info("builder endpoint listening (docker buildx, remote driver, mutual TLS)", "addr", displayAddr(l.Addr()))
 	done := make(chan struct{})
@@ -262,7 +264,8 @@ func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *ac
 			log.Error("builder endpoint", "err", err)
 		}
 	}()
-	return func() { ep.Stop(); <-done }, nil
+	certs := &builder.Service{CA: ca, Certs: db.NewBuilderCerts(st.db), Users: accts}
+	return func() { ep.Stop(); <-done }, certs, l.Addr().String(), nil
 }
 
 // buildxWatcher hands the builder endpoint's solves to the recorder of buildx builds.
