@@ -144,6 +144,43 @@ func TestBuilderEndpoint(t *testing.T) {
 		t.Fatalf("the failed buildx build: status %s, line %d, step %d, error %q", f.Status, f.ErrorLine, f.ErrorStep, f.Error)
 	}
 
+	// Canceled in Manifold: the client's solve ends, and the build is canceled.
+	slow := t.TempDir()
+	os.WriteFile(filepath.Join(slow, "Dockerfile"), []byte("FROM busybox:1\nRUN echo started && sleep 120\n"), 0o644)
+	type outcome struct {
+		out string
+		err error
+	}
+	bx := make(chan outcome, 1)
+	go func() {
+		out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", "--no-cache", slow)
+		bx <- outcome{out, err}
+	}()
+	var running *builds.Build
+	for deadline := time.Now().Add(60 * time.Second); running == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if c := latestViaBuildx(t, app, f.ID); c.ID != b.ID && c.Status == builds.StatusRunning {
+			running = c
+		}
+	}
+	if running == nil {
+		t.Fatal("the slow buildx build was not recorded running")
+	}
+	waitStep(t, app, running.ID, "sleep 120")
+	if code, body := app.do(t, "POST", "/api/v1/builds/"+running.ID+"/cancel", ""); code != 200 {
+		t.Fatalf("cancel the buildx build: %d %s", code, body)
+	}
+	select {
+	case o := <-bx:
+		if o.err == nil {
+			t.Fatalf("buildx finished a build canceled in Manifold:\n%s", o.out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("buildx still runs 30 s after its build was canceled in Manifold")
+	}
+	if c := app.wait(t, running.ID); c.Status != builds.StatusCanceled {
+		t.Fatalf("the canceled buildx build is %s (%s)", c.Status, c.Error)
+	}
+
 	// BuildKit's own client with the same certificate; then refusals.
 	dial := func(opts ...bkclient.ClientOpt) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
