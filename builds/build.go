@@ -77,6 +77,15 @@ type Build struct {
 	Via string `json:"via,omitempty"`
 }
 
+// Rebuildable says why Manifold cannot run a build's inputs again, or nil
+// when it can: a buildx build's context stayed on its client.
+func (b *Build) Rebuildable() error {
+	if b.Via != "" {
+		return CodeErrorf(EConflict, "not_rebuildable", "build %s was made with docker buildx through the builder endpoint, and its context stayed on that client; run docker buildx build there again", b.ID)
+	}
+	return nil
+}
+
 // ViaBuildx marks a build a `docker buildx` client ran through the builder endpoint.
 const ViaBuildx = "buildx"
 

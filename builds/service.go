@@ -250,6 +250,9 @@ func (s *Service) Retry(ctx context.Context, id, platform, placement string, req
 	if err != nil {
 		return nil, err
 	}
+	if err := old.Rebuildable(); err != nil {
+		return nil, err
+	}
 	if old.Status != StatusFailed {
 		return nil, CodeErrorf(EConflict, "not_failed", "build %s is %s: only a failed build's platforms can be retried; use Rebuild to build it all again", id, old.Status)
 	}

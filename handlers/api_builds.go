@@ -255,6 +255,9 @@ func (h *Handlers) rebuild(r *http.Request) (*builds.Build, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := old.Rebuildable(); err != nil {
+		return nil, err
+	}
 	return h.start(r, old.Request())
 }
 
