@@ -59,11 +59,12 @@ type Solve struct {
 }
 
 // Watcher follows the solves that pass through the endpoint. Began is
-// called when a solve's request has arrived, before the node sees it; the
-// function it returns is called with the node's answer (the exporter's
-// response) or its error when the node answers.
+// called when a solve's request has arrived, before the node sees it, and
+// may change the request (Manifold's source policy session goes in it); an
+// error refuses the solve. The function it returns is called with the
+// node's answer (the exporter's response) or its error.
 type Watcher interface {
-	Began(ctx context.Context, s Solve) (ended func(*controlapi.SolveResponse, error))
+	Began(ctx context.Context, s *Solve) (ended func(*controlapi.SolveResponse, error), err error)
 }
 
 // Endpoint is BuildKit's gRPC API behind mutual TLS: a client certificate
@@ -175,7 +176,7 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(in.Context(), md.Copy()))
 	defer cancel()
 	var first []byte
-	if method == controlapi.Control_Solve_FullMethodName && e.cfg.Watcher != nil {
+	if method == controlapi.Control_Solve_FullMethodName {
 		// A solve: its request says what is built; the watcher records it.
 		if err := in.RecvMsg(&first); err != nil {
 			return err
@@ -184,9 +185,24 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 		if err := proto.Unmarshal(first, &req); err != nil {
 			return status.Errorf(codes.InvalidArgument, "read the solve request: %v", err)
 		}
-		ended := e.cfg.Watcher.Began(in.Context(), Solve{User: peerUser(in.Context()), Request: &req, Cancel: cancel})
+		if len(req.Entitlements) > 0 {
+			// Manifold's own builds never run with them either.
+			return status.Errorf(codes.PermissionDenied, "the builder endpoint grants no entitlements, and this build asks for %s; build without --allow", strings.Join(req.Entitlements, ", "))
+		}
+		if e.cfg.Watcher == nil {
+			return e.relay(ctx, in, method, first, nil)
+		}
+		solve := &Solve{User: peerUser(in.Context()), Request: &req, Cancel: cancel}
+		ended, err := e.cfg.Watcher.Began(in.Context(), solve)
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "%v", err)
+		}
+		if first, err = proto.Marshal(solve.Request); err != nil {
+			ended(nil, err)
+			return status.Errorf(codes.Internal, "pass the solve request on: %v", err)
+		}
 		var reply []byte
-		err := e.relay(ctx, in, method, first, func(m []byte) { reply = append(reply[:0], m...) })
+		err = e.relay(ctx, in, method, first, func(m []byte) { reply = append(reply[:0], m...) })
 		resp := &controlapi.SolveResponse{}
 		if err == nil {
 			if uerr := proto.Unmarshal(reply, resp); uerr != nil {

@@ -16,6 +16,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	controlapi "github.com/moby/buildkit/api/services/control"
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/util/grpcerrors"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -73,13 +74,18 @@ type Solve struct {
 	Cancel func()
 }
 
-// Began records a solve the endpoint is about to pass to the node; the
-// function it returns takes the node's answer (or error) when it answers.
-func (x *Buildx) Began(s Solve) func(*controlapi.SolveResponse, error) {
+// Began records a solve the endpoint is about to pass to the node, after
+// putting Manifold's source policy in its request; the function it returns
+// takes the node's answer (or error) when it answers.
+func (x *Buildx) Began(ctx context.Context, s Solve) (func(*controlapi.SolveResponse, error), error) {
+	closePolicy, err := x.policy(ctx, s.Request)
+	if err != nil {
+		return nil, err
+	}
 	req := s.Request
 	if req.Frontend == "" && req.Definition == nil && len(req.FrontendAttrs) == 0 && len(exporters(req)) == 0 {
 		// buildx opens the builder with an empty solve first: nothing is built.
-		return func(*controlapi.SolveResponse, error) {}
+		return func(*controlapi.SolveResponse, error) { closePolicy() }, nil
 	}
 	ended := make(chan solveEnd, 1)
 	b := x.build(s)
@@ -91,7 +97,35 @@ func (x *Buildx) Began(s Solve) func(*controlapi.SolveResponse, error) {
 			x.log.Error("record a buildx build", "ref", b.Ref, "user", b.CreatedBy, "err", err)
 		}
 	}()
-	return func(resp *controlapi.SolveResponse, err error) { ended <- solveEnd{resp, err} }
+	return func(resp *controlapi.SolveResponse, err error) {
+		closePolicy()
+		ended <- solveEnd{resp, err}
+	}, nil
+}
+
+// policy opens a session on the node that answers BuildKit's source policy
+// questions with Manifold's outbound policy (the one its own builds get),
+// and names it in the request: every source the solve loads (images, ADD
+// URLs, git) is asked about, whatever the client sent. A policy session the
+// client named itself is replaced. It returns how to close the session.
+func (x *Buildx) policy(ctx context.Context, req *controlapi.SolveRequest) (func(), error) {
+	c, err := x.node.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := session.NewSession(context.WithoutCancel(ctx), "manifold-source-policy")
+	if err != nil {
+		return nil, fmt.Errorf("open the source policy session: %w", err)
+	}
+	sess.Allow(x.engine.sourcePolicy())
+	sctx, cancel := context.WithCancel(x.ctx)
+	go func() {
+		if err := sess.Run(sctx, c.Dialer()); err != nil && sctx.Err() == nil {
+			x.log.Warn("source policy session", "err", err)
+		}
+	}()
+	req.SourcePolicySession = sess.ID()
+	return func() { cancel(); _ = sess.Close() }, nil
 }
 
 // solveEnd is the node's answer to a solve.

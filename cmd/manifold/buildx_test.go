@@ -149,6 +149,20 @@ func TestBuilderEndpoint(t *testing.T) {
 		t.Fatalf("the failed buildx build: status %s, line %d, step %d, error %q", f.Status, f.ErrorLine, f.ErrorStep, f.Error)
 	}
 
+	// Manifold's outbound policy holds for buildx builds too: a source on
+	// loopback fails the build with its sentence; entitlements are refused.
+	ssrf := t.TempDir()
+	os.WriteFile(filepath.Join(ssrf, "Dockerfile"), []byte("FROM busybox:1\nADD "+app.URL+"/healthz /h\n"), 0o644)
+	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", ssrf); err == nil || !strings.Contains(out, "not allowed") {
+		t.Fatalf("buildx fetched from Manifold's own loopback address (%v):\n%s", err, out)
+	}
+	if p := app.wait(t, latestViaBuildx(t, app, f.ID).ID); p.Status != builds.StatusFailed || !strings.Contains(p.Error, "127.0.0.1") {
+		t.Fatalf("the refused buildx build: %s %q", p.Status, p.Error)
+	}
+	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", "--allow", "network.host", ctxDir); err == nil || !strings.Contains(out, "grants no entitlements") {
+		t.Fatalf("buildx with --allow network.host (%v):\n%s", err, out)
+	}
+
 	// Canceled in Manifold: the client's solve ends, and the build is canceled.
 	slow := t.TempDir()
 	os.WriteFile(filepath.Join(slow, "Dockerfile"), []byte("FROM busybox:1\nRUN echo started && sleep 120\n"), 0o644)

@@ -271,8 +271,8 @@ func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *ac
 // buildxWatcher hands the builder endpoint's solves to the recorder of buildx builds.
 type buildxWatcher struct{ x *buildkit.Buildx }
 
-func (w buildxWatcher) Began(_ context.Context, s builder.Solve) func(*controlapi.SolveResponse, error) {
-	return w.x.Began(buildkit.Solve{User: s.User, Request: s.Request, Cancel: s.Cancel})
+func (w buildxWatcher) Began(ctx context.Context, s *builder.Solve) (func(*controlapi.SolveResponse, error), error) {
+	return w.x.Began(ctx, buildkit.Solve{User: s.User, Request: s.Request, Cancel: s.Cancel})
 }
 
 // newLogger is Manifold's log; containerd and the BuildKit client log
