@@ -274,7 +274,12 @@ func (r *Runner) RunExternal(appCtx context.Context, b *Build, started func(*Bui
 	log := r.log.With("build_id", b.ID, "via", b.Via)
 	// Recorded running, never queued: a restart finds it interrupted, and
 	// never queues a build it cannot run.
-	if err := r.store.CreateBuild(appCtx, b, nil); err != nil {
+	// The names it pushed to are pull names too (those that parse as tags).
+	refs, err := ParseTags(b.Tags)
+	if err != nil {
+		refs = nil
+	}
+	if err := r.store.CreateBuild(appCtx, b, refs); err != nil {
 		return fmt.Errorf("record build: %w", err)
 	}
 	events, err := r.store.Record(appCtx, b.ID, StartEvents(now), nil)

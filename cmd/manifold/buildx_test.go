@@ -17,6 +17,8 @@ import (
 	"manifold/builds/buildkittest"
 	"manifold/db"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/chromedp/chromedp"
 )
 
@@ -135,6 +137,34 @@ func TestBuilderEndpoint(t *testing.T) {
 
 	if code, body := app.do(t, "POST", "/api/v1/builds/"+b.ID+"/rebuild", ""); code != 409 || !strings.Contains(string(body), "stayed on that client") {
 		t.Fatalf("rebuild of a buildx build: %d %s", code, body)
+	}
+
+	// Pushed by BuildKit itself: the tag and the push are recorded, and the
+	// image is pulled from Manifold under that name.
+	tag := env.Registry + "/team/bx:1"
+	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
+		"--build-arg", "GREETING=hello-buildx", "--output", "type=image,name="+tag+",push=true", ctxDir); err != nil {
+		t.Fatalf("buildx --push: %v\n%s", err, out)
+	}
+	pushed := app.wait(t, latestViaBuildx(t, app, b.ID).ID)
+	if pushed.Status != builds.StatusSucceeded || len(pushed.Tags) != 1 || pushed.Tags[0] != tag || len(pushed.Pushes) != 1 || !pushed.Pushes[0].OK || !pushed.Pushed || pushed.IndexDigest == "" {
+		t.Fatalf("the pushed buildx build: %s tags %v pushes %+v index %q (%s)", pushed.Status, pushed.Tags, pushed.Pushes, pushed.IndexDigest, pushed.Error)
+	}
+	for _, ref := range []string{
+		"docker://" + tag, // the registry buildx pushed to
+		"docker://" + strings.TrimPrefix(app.URL, "http://") + "/" + strings.Replace(env.Registry, ":", "_", 1) + "/team/bx:1", // Manifold's own /v2/
+	} {
+		raw := sh(t, "skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", "sam:"+samToken, ref)
+		if got := digest.FromString(raw).String(); got != pushed.IndexDigest {
+			t.Fatalf("%s has %s, Manifold recorded %s", ref, got, pushed.IndexDigest)
+		}
+	}
+	// A result that stays in BuildKit is recorded without an index.
+	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", "--output", "type=cacheonly", ctxDir); err != nil {
+		t.Fatalf("buildx cacheonly: %v\n%s", err, out)
+	}
+	if c := app.wait(t, latestViaBuildx(t, app, pushed.ID).ID); c.ID == b.ID || c.Status != builds.StatusSucceeded || c.IndexDigest != "" || len(c.Steps) == 0 {
+		t.Fatalf("the cacheonly buildx build: %s index %q, %d steps (%s)", c.Status, c.IndexDigest, len(c.Steps), c.Error)
 	}
 
 	// A failing RUN: buildx fails, and Manifold records the step and its line.
