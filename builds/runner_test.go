@@ -144,3 +144,47 @@ func TestRunnerShutdownInterrupts(t *testing.T) {
 		t.Fatalf("after shutdown: %v %+v", err, got)
 	}
 }
+
+// TestRunExternal records a build a client runs itself: running at once
+// (never queued), its end recorded like any build's, and Cancel reaching
+// the follower.
+func TestRunExternal(t *testing.T) {
+	svc, _, _, _ := newFakeRunner(t, 1)
+	ctx := context.Background()
+	seen := make(chan *builds.Build, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- svc.RunExternal(ctx, &builds.Build{Ref: "ref1", Platforms: []string{"linux/amd64"}, CreatedBy: "sam", Via: builds.ViaBuildx},
+			func(b *builds.Build) { seen <- b },
+			func(ctx context.Context, b *builds.Build) builds.Result {
+				<-ctx.Done() // runs until canceled in Manifold
+				return builds.Result{Status: builds.StatusFailed, Error: "the client's solve ended"}
+			})
+	}()
+	b := <-seen
+	got, err := svc.Get(ctx, b.ID)
+	if err != nil || got.Status != builds.StatusRunning || got.Via != builds.ViaBuildx || got.Ref != "ref1" || got.StartedAt == nil {
+		t.Fatalf("recorded: %+v %v", got, err)
+	}
+	if err := got.Rebuildable(); err == nil {
+		t.Fatal("a buildx build can be rebuilt")
+	}
+	c, err := svc.Cancel(ctx, b.ID)
+	if err != nil || c.Status != builds.StatusCanceled {
+		t.Fatalf("cancel: %+v %v", c, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ok := make(chan *builds.Build, 1)
+	if err := svc.RunExternal(ctx, &builds.Build{Ref: "ref2", Platforms: []string{"linux/amd64"}, CreatedBy: "sam", Via: builds.ViaBuildx},
+		func(b *builds.Build) { ok <- b },
+		func(context.Context, *builds.Build) builds.Result {
+			return builds.Result{Status: builds.StatusSucceeded, IndexDigest: "sha256:" + strings.Repeat("a", 64)}
+		}); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := svc.Get(ctx, (<-ok).ID); f.Status != builds.StatusSucceeded || f.IndexDigest == "" || f.FinishedAt == nil {
+		t.Fatalf("finished: %+v", f)
+	}
+}

@@ -223,15 +223,19 @@ func (x *Buildx) follow(ctx context.Context, b *builds.Build, s Solve, ended <-c
 		close(solveDone)
 	}()
 	statusDone := make(chan struct{})
+	pctx, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
 	go func() {
 		defer close(statusDone)
-		x.progress(ctx, c, b.Ref, rec, solveDone)
+		x.progress(pctx, c, b.Ref, rec, solveDone)
 	}()
 	<-solveDone
 	select {
 	case <-statusDone:
 	case <-time.After(30 * time.Second):
-		log.Warn("the build's progress did not end 30 s after its solve")
+		log.Warn("the build's progress did not end 30 s after its solve; it is recorded as far as it came")
+		stopProgress()
+		<-statusDone // the recorder is done with the steps before the outcome reads them
 	}
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
