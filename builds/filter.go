@@ -21,6 +21,7 @@ type Filter struct {
 	Since    time.Time // created at or after
 	Until    time.Time // created before
 	Query    string    // free text, at least 3 characters, over tags and the Dockerfile
+	Via      string    // ViaBuildx, or ViaManifold for the builds Manifold ran itself
 
 	// Set by ParseFilter from Tag: the repository as the pull API and
 	// build_tags name it (TagRef.PullName: "docker.io/library/busybox",
@@ -30,11 +31,14 @@ type Filter struct {
 }
 
 // FilterKeys are the query parameters a Filter reads, in the order they are written back.
-var FilterKeys = []string{"status", "platform", "tag", "user", "since", "until", "q"}
+var FilterKeys = []string{"status", "platform", "tag", "user", "since", "until", "q", "via"}
+
+// ViaManifold, as a filter's via=, keeps the builds Manifold ran itself.
+const ViaManifold = "manifold"
 
 // Empty reports whether the filter keeps every build.
 func (f Filter) Empty() bool {
-	return f.Status == "" && f.Platform == "" && f.Tag == "" && f.User == "" && f.Since.IsZero() && f.Until.IsZero() && f.Query == ""
+	return f.Status == "" && f.Platform == "" && f.Tag == "" && f.User == "" && f.Since.IsZero() && f.Until.IsZero() && f.Query == "" && f.Via == ""
 }
 
 var statuses = []Status{StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusCanceled, StatusInterrupted}
@@ -93,6 +97,12 @@ func ParseFilter(get func(string) string) (Filter, error) {
 		}
 		f.Query = q
 	}
+	switch v := strings.TrimSpace(get("via")); v {
+	case "", ViaBuildx, ViaManifold:
+		f.Via = v
+	default:
+		return f, CodeErrorf(EInvalid, "invalid_filter", "via=%q is not how a build is made; use buildx (docker buildx through the builder endpoint) or manifold", v)
+	}
 	return f, nil
 }
 
@@ -141,6 +151,9 @@ func (f Filter) Values() url.Values {
 	}
 	if f.Query != "" {
 		v.Set("q", f.Query)
+	}
+	if f.Via != "" {
+		v.Set("via", f.Via)
 	}
 	return v
 }

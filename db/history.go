@@ -62,6 +62,14 @@ func historyQuery(opt builds.ListOptions, rare bool) (string, []any) {
 		where = append(where, "b.created_by = ?")
 		args = append(args, f.User)
 	}
+	switch f.Via {
+	case builds.ViaManifold:
+		where = append(where, "b.via = ''")
+	case "":
+	default:
+		where = append(where, "b.via = ?")
+		args = append(args, f.Via)
+	}
 	switch {
 	case f.Query == "" || strings.HasPrefix(from, "builds_text"):
 	case rare:

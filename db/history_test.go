@@ -35,6 +35,9 @@ func seedHistory(t *testing.T, s *Builds, n int, start time.Time) []*builds.Buil
 		b := &builds.Build{ID: id, Status: st, Platforms: plats, CreatedAt: at, Ref: id,
 			Dockerfile: fmt.Sprintf("FROM busybox:1\nRUN echo step-%d\n", i), Tags: tags,
 			CreatedBy: []string{"alice", "bob"}[i%2], Options: builds.Options{BuildArgs: map[string]string{}, Labels: map[string]string{}}}
+		if i%5 == 2 {
+			b.Via = builds.ViaBuildx
+		}
 		if err := s.CreateBuild(context.Background(), b, refs); err != nil {
 			t.Fatal(err)
 		}
@@ -80,6 +83,8 @@ func TestHistoryFilters(t *testing.T) {
 		{"status=succeeded&user=alice&q=busybox", func(i int, _ *builds.Build) bool { return i%6 == 0 }},
 		{"platform=linux/arm64&tag=registry.example.com/team/app1&status=failed", func(int, *builds.Build) bool { return false }},
 		{"platform=linux/arm64&tag=registry.example.com/team/app1", func(i int, _ *builds.Build) bool { return i%3 == 0 && i%4 == 1 }},
+		{"via=buildx", func(i int, _ *builds.Build) bool { return i%5 == 2 }},
+		{"via=manifold&status=failed", func(i int, _ *builds.Build) bool { return i%5 != 2 && i%3 == 1 }},
 	} {
 		for _, rare := range []int{1000, 0} { // both ways of free text
 			rareMatches = rare
@@ -121,7 +126,7 @@ func TestHistoryQueryPlans(t *testing.T) {
 	for _, q := range []string{
 		"status=failed", "platform=linux/arm64", "tag=team/app1", "tag=team/app1:v5", "user=bob",
 		"since=2026-11-01", "until=2026-11-02", "q=busybox", "status=failed&q=busybox", "user=bob&status=failed",
-		"platform=linux/amd64&status=succeeded&user=alice&q=step&since=2026-11-01",
+		"platform=linux/amd64&status=succeeded&user=alice&q=step&since=2026-11-01", "via=buildx", "via=manifold&user=bob",
 	} {
 		f, err := builds.ParseFilter(func(k string) string {
 			for _, kv := range strings.Split(q, "&") {

@@ -179,6 +179,18 @@ func TestBuilderEndpoint(t *testing.T) {
 		t.Fatalf("the failed buildx build: status %s, line %d, step %d, error %q", f.Status, f.ErrorLine, f.ErrorStep, f.Error)
 	}
 
+	// The history's via= filter.
+	var onlyBuildx struct{ Builds []*builds.Build }
+	if code, body := app.do(t, "GET", "/api/v1/builds?via=buildx", ""); code != 200 || json.Unmarshal(body, &onlyBuildx) != nil || len(onlyBuildx.Builds) < 4 {
+		t.Fatalf("via=buildx: %d %s", code, body)
+	}
+	if code, body := app.do(t, "GET", "/api/v1/builds?via=manifold", ""); code != 200 || strings.Contains(string(body), `"id"`) {
+		t.Fatalf("via=manifold: %d %s", code, body)
+	}
+	if code, body := app.do(t, "GET", "/api/v1/builds?via=docker", ""); code != 400 || !strings.Contains(string(body), "use buildx") {
+		t.Fatalf("via=docker: %d %s", code, body)
+	}
+
 	// Manifold's outbound policy holds for buildx builds too: a source on
 	// loopback fails the build with its sentence; entitlements are refused.
 	ssrf := t.TempDir()
