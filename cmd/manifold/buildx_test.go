@@ -135,6 +135,10 @@ func TestBuilderEndpoint(t *testing.T) {
 		t.Fatalf("the build page: %d", code)
 	}
 
+	// docker buildx history reads BuildKit's history through the endpoint too.
+	if out, err := buildxCmd(t, config, "history", "ls", "--builder", "team", "--no-trunc"); err != nil || !strings.Contains(out, wantRef) {
+		t.Fatalf("buildx history ls through the endpoint (%v):\n%s", err, out)
+	}
 	if code, body := app.do(t, "POST", "/api/v1/builds/"+b.ID+"/rebuild", ""); code != 409 || !strings.Contains(string(body), "stayed on that client") {
 		t.Fatalf("rebuild of a buildx build: %d %s", code, body)
 	}
