@@ -411,7 +411,43 @@ func TestBuilderCertificatesAPIAndPage(t *testing.T) {
 	if err := dialEndpoint(addr, dir); err != nil {
 		t.Fatalf("the page's certificate: %v", err)
 	}
+	// The page's files drive a real buildx build, which the history shows.
+	config := t.TempDir()
+	if out, err := buildxCmd(t, config, "create", "--name", "team", "--driver", "remote",
+		"--driver-opt", "cacert="+filepath.Join(dir, "ca.pem")+",cert="+filepath.Join(dir, "cert.pem")+",key="+filepath.Join(dir, "key.pem"), "tcp://"+addr); err != nil {
+		t.Fatalf("buildx create: %v\n%s", err, out)
+	}
+	ctxDir := t.TempDir()
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM busybox:1\nRUN echo from the account page\n"), 0o644)
+	if out, err := buildxCmd(t, config, "build", "--builder", "team", "--progress", "plain", "--output", "type=oci,dest="+filepath.Join(t.TempDir(), "o.tar"), ctxDir); err != nil {
+		t.Fatalf("buildx build with the page's certificate: %v\n%s", err, out)
+	}
 	if err := chromedp.Do(ctx,
+		chromedp.Navigate(a.URL+"/builds"),
+		chromedp.Click(chromedp.CSS(`[data-testid="build-row"] [data-testid="via-buildx"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="filter-via"]`)),
+	); err != nil {
+		t.Fatalf("history's via buildx badge: %v", err)
+	}
+	if via, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="filter-via"]').value`)); err != nil || via != "buildx" {
+		t.Fatalf("the badge's filter: %q %v", via, err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`[data-testid="build-row"] a.mono`)),
+		chromedp.WaitVisible(chromedp.CSS(`#build [data-testid="build-status"][data-status="succeeded"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="started-by"]`)),
+	); err != nil {
+		t.Fatalf("the buildx build's page: %v", err)
+	}
+	if by := read("started-by"); !strings.Contains(by, "ada") || !strings.Contains(by, "docker buildx") {
+		t.Fatalf("started by: %q", by)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid="buildx-command"]').length`)); err != nil || n != 0 {
+		t.Fatalf("a buildx build's page offers to build it from a shell (%d, %v)", n, err)
+	}
+	screenshot(t, ctx, "build-via-buildx.png")
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(a.URL+"/account"),
 		chromedp.Click(chromedp.CSS(`[data-testid="cert-row"][data-serial="`+serial+`"] [data-testid="cert-revoke"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="cert-row"][data-serial="`+serial+`"] .muted`)),
 	); err != nil {
