@@ -176,6 +176,23 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(in.Context(), md.Copy()))
 	defer cancel()
 	var first []byte
+	switch method {
+	case controlapi.Control_Prune_FullMethodName:
+		// The node's cache is shared with Manifold's own builds and every other user's.
+		return status.Error(codes.PermissionDenied, "the builder endpoint does not prune the shared builder's cache; BuildKit's garbage collection keeps it within its limits")
+	case controlapi.Control_UpdateBuildHistory_FullMethodName:
+		if err := in.RecvMsg(&first); err != nil {
+			return err
+		}
+		var req controlapi.UpdateBuildHistoryRequest
+		if err := proto.Unmarshal(first, &req); err != nil {
+			return status.Errorf(codes.InvalidArgument, "read the history request: %v", err)
+		}
+		if req.Delete {
+			return status.Errorf(codes.PermissionDenied, "the builder endpoint does not delete build %s from the shared builder's history; Manifold keeps its own record of it", req.Ref)
+		}
+		return e.relay(ctx, in, method, first, nil)
+	}
 	if method == controlapi.Control_Solve_FullMethodName {
 		// A solve: its request says what is built; the watcher records it.
 		if err := in.RecvMsg(&first); err != nil {

@@ -139,6 +139,13 @@ func TestBuilderEndpoint(t *testing.T) {
 	if out, err := buildxCmd(t, config, "history", "ls", "--builder", "team", "--no-trunc"); err != nil || !strings.Contains(out, wantRef) {
 		t.Fatalf("buildx history ls through the endpoint (%v):\n%s", err, out)
 	}
+	// The shared builder's cache and history are not a user's to remove.
+	if out, err := buildxCmd(t, config, "prune", "--builder", "team", "--force"); err == nil || !strings.Contains(out, "does not prune") {
+		t.Fatalf("buildx prune through the endpoint (%v):\n%s", err, out)
+	}
+	if out, err := buildxCmd(t, config, "history", "rm", "--builder", "team", wantRef); err == nil || !strings.Contains(out, "does not delete") {
+		t.Fatalf("buildx history rm through the endpoint (%v):\n%s", err, out)
+	}
 	if code, body := app.do(t, "POST", "/api/v1/builds/"+b.ID+"/rebuild", ""); code != 409 || !strings.Contains(string(body), "stayed on that client") {
 		t.Fatalf("rebuild of a buildx build: %d %s", code, body)
 	}
