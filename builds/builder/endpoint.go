@@ -62,7 +62,8 @@ type Solve struct {
 // called when a solve's request has arrived, before the node sees it, and
 // may change the request (Manifold's source policy session goes in it); an
 // error refuses the solve. The function it returns is called with the
-// node's answer (the exporter's response) or its error.
+// node's answer (the exporter's response) or its error, before the client
+// gets it: the client waits while it runs.
 type Watcher interface {
 	Began(ctx context.Context, s *Solve) (ended func(*controlapi.SolveResponse, error), err error)
 }
@@ -218,15 +219,20 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 			ended(nil, err)
 			return status.Errorf(codes.Internal, "pass the solve request on: %v", err)
 		}
-		var reply []byte
-		err = e.relay(ctx, in, method, first, func(m []byte) { reply = append(reply[:0], m...) })
-		resp := &controlapi.SolveResponse{}
-		if err == nil {
-			if uerr := proto.Unmarshal(reply, resp); uerr != nil {
+		// The watcher hears the node's answer before the client does, so it
+		// can record the build before `docker buildx build` returns.
+		told := false
+		err = e.relay(ctx, in, method, first, func(m []byte) {
+			resp := &controlapi.SolveResponse{}
+			if uerr := proto.Unmarshal(m, resp); uerr != nil {
 				e.cfg.Log.Warn("read the node's solve response", "err", uerr)
 			}
+			told = true
+			ended(resp, nil)
+		})
+		if !told {
+			ended(nil, err)
 		}
-		ended(resp, err)
 		return err
 	}
 	return e.relay(ctx, in, method, nil, nil)

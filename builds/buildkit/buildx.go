@@ -88,8 +88,10 @@ func (x *Buildx) Began(ctx context.Context, s Solve) (func(*controlapi.SolveResp
 		return func(*controlapi.SolveResponse, error) { closePolicy() }, nil
 	}
 	ended := make(chan solveEnd, 1)
+	recorded := make(chan struct{})
 	b := x.build(s)
 	go func() {
+		defer close(recorded)
 		err := x.runs.RunExternal(x.ctx, b, nil, func(ctx context.Context, b *builds.Build) builds.Result {
 			return x.follow(ctx, b, s, ended)
 		})
@@ -100,8 +102,19 @@ func (x *Buildx) Began(ctx context.Context, s Solve) (func(*controlapi.SolveResp
 	return func(resp *controlapi.SolveResponse, err error) {
 		closePolicy()
 		ended <- solveEnd{resp, err}
+		// The client's answer waits until the build and its result are in
+		// Manifold: when `docker buildx build` returns, the build is recorded.
+		// A recording that takes longer than recordWait lets it go on alone.
+		select {
+		case <-recorded:
+		case <-time.After(recordWait):
+			x.log.Warn("a buildx build is still being recorded; its client gets its answer now", "ref", b.Ref)
+		}
 	}, nil
 }
+
+// recordWait bounds how long a buildx client's answer waits for its build to be recorded.
+const recordWait = 2 * time.Minute
 
 // policy opens a session on the node that answers BuildKit's source policy
 // questions with Manifold's outbound policy (the one its own builds get),

@@ -95,7 +95,12 @@ func TestBuilderEndpoint(t *testing.T) {
 	if wantDigest == "" || wantRef == "" {
 		t.Fatalf("buildx's metadata names no digest or ref: %v", md)
 	}
-	b := app.wait(t, viaBuildx(t, app, wantRef).ID)
+	// buildx got its answer only once Manifold had recorded the build.
+	found := viaBuildx(t, app, wantRef)
+	if found.Status != builds.StatusSucceeded || found.IndexDigest != wantDigest {
+		t.Fatalf("when buildx returned, the build was %s with index %q", found.Status, found.IndexDigest)
+	}
+	b := getBuild(t, app, found.ID)
 	if b.Status != builds.StatusSucceeded || b.CreatedBy != "sam" || b.Via != builds.ViaBuildx {
 		t.Fatalf("the recorded build: status %s by %q via %q (%s)", b.Status, b.CreatedBy, b.Via, b.Error)
 	}
