@@ -251,6 +251,10 @@ type Result struct {
 	Pushes []Push
 	// Blobs is everything the result's index reaches in the store.
 	Blobs []BlobRef
+	// Dockerfile, when set, is the Dockerfile a build Manifold was not given
+	// (a buildx build's) as BuildKit quoted it in the build's error: it is
+	// recorded so the error's line can be shown in place.
+	Dockerfile string
 }
 
 // BlobRef is a blob a build references: part of its image, or its uploaded context.

@@ -336,6 +336,11 @@ func (s *Builds) FinishBuild(ctx context.Context, id string, at time.Time, r bui
 		r.Status, formatTime(at), r.Error, r.ErrorStep, r.ErrorLine, r.IndexDigest, id); err != nil {
 		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}
+	if r.Dockerfile != "" {
+		if _, err := tx.ExecContext(ctx, `UPDATE builds SET dockerfile = ? WHERE id = ? AND dockerfile = ''`, r.Dockerfile, id); err != nil {
+			return nil, fmt.Errorf("db: finish build %s: %w", id, err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM build_manifests WHERE build_id = ?`, id); err != nil {
 		return nil, fmt.Errorf("db: finish build %s: %w", id, err)
 	}

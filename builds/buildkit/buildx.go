@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	ccontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/content/proxy"
@@ -17,6 +19,7 @@ import (
 	controlapi "github.com/moby/buildkit/api/services/control"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -270,7 +273,9 @@ func (x *Buildx) follow(ctx context.Context, b *builds.Build, s Solve, ended <-c
 		if grpcstatus.Code(fail) == codes.Canceled || errors.Is(fail, context.Canceled) {
 			return builds.Result{Status: builds.StatusCanceled, Error: "the buildx client canceled the build"}
 		}
-		return x.engine.failure(fail, rec, b, x.node, false)
+		res := x.engine.failure(fail, rec, b, x.node, false)
+		res.Dockerfile = quotedDockerfile(fail, b.DockerfilePath)
+		return res
 	}
 	res := builds.Result{Status: builds.StatusSucceeded, Manifests: []builds.Manifest{}}
 	root, ok, err := exported(end.resp, hist)
@@ -302,6 +307,22 @@ func (x *Buildx) follow(ctx context.Context, b *builds.Build, s Solve, ended <-c
 		}
 	}
 	return r
+}
+
+// quotedDockerfile is the Dockerfile BuildKit quoted in a build's error (its
+// source information carries the file it blames), when it is the build's
+// Dockerfile and fits Manifold's limit for one (1 MiB of text); else "".
+func quotedDockerfile(err error, name string) string {
+	for _, src := range errdefs.Sources(err) {
+		info := src.Info
+		if info == nil || len(info.Data) == 0 || len(info.Data) > 1<<20 || !utf8.Valid(info.Data) {
+			continue
+		}
+		if name == "" || path.Base(info.Filename) == path.Base(name) {
+			return string(info.Data)
+		}
+	}
+	return ""
 }
 
 // exported is the image the solve exported: the root descriptor the

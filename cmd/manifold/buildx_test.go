@@ -194,6 +194,13 @@ func TestBuilderEndpoint(t *testing.T) {
 	if f.Status != builds.StatusFailed || f.ErrorLine != 3 || !strings.Contains(f.Error, "RUN exit 7") || f.ErrorStep == 0 {
 		t.Fatalf("the failed buildx build: status %s, line %d, step %d, error %q", f.Status, f.ErrorLine, f.ErrorStep, f.Error)
 	}
+	// BuildKit quoted the Dockerfile in its error: the page marks the line.
+	if f.Dockerfile != "FROM busybox:1\nRUN echo about to fail\nRUN exit 7\n" {
+		t.Fatalf("the failed buildx build's Dockerfile: %q", f.Dockerfile)
+	}
+	if _, page := app.do(t, "GET", "/builds/"+f.ID, ""); !strings.Contains(string(page), `data-line="3"`) || !strings.Contains(string(page), `class="ln marked"`) {
+		t.Fatalf("the failed buildx build's page marks no line")
+	}
 
 	// The history's via= filter.
 	var onlyBuildx struct{ Builds []*builds.Build }
