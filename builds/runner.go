@@ -190,6 +190,27 @@ func (r *Runner) run(appCtx context.Context, id string) {
 		}
 		return
 	}
+	r.execute(appCtx, id, log, func() (time.Time, bool) {
+		startedAt := time.Now().UTC()
+		started, events, err := r.store.StartBuild(appCtx, id, startedAt, StartEvents(startedAt))
+		if err != nil || !started {
+			if err != nil {
+				log.Error("start build", "err", err)
+			}
+			return startedAt, false
+		}
+		r.hub.Publish(id, events)
+		log.Info("build started", "platforms", strings.Join(b.Platforms, ","))
+		return startedAt, true
+	}, func(ctx context.Context) Result { return r.solver.Solve(ctx, b, log) })
+}
+
+// execute runs build id as a running build: Cancel reaches solve's
+// context from before start records it running until its final state is
+// recorded. start records the start (false: the build is not to run); the
+// blob store's collection waits while solve runs; a solve whose context
+// ended is recorded canceled (by a user) or interrupted (shutdown).
+func (r *Runner) execute(appCtx context.Context, id string, log *slog.Logger, start func() (time.Time, bool), solve func(ctx context.Context) Result) {
 	ctx, cancel := context.WithCancelCause(appCtx)
 	defer cancel(nil)
 	rb := runningBuild{cancel: cancel, done: make(chan struct{})}
@@ -202,19 +223,12 @@ func (r *Runner) run(appCtx context.Context, id string) {
 		r.mu.Unlock()
 		close(rb.done)
 	}()
-
-	startedAt := time.Now().UTC()
-	started, events, err := r.store.StartBuild(appCtx, id, startedAt, StartEvents(startedAt))
-	if err != nil || !started {
-		if err != nil {
-			log.Error("start build", "err", err)
-		}
+	startedAt, ok := start()
+	if !ok {
 		return
 	}
-	r.hub.Publish(id, events)
-	log.Info("build started", "platforms", strings.Join(b.Platforms, ","))
 	defer r.hold()()
-	res := r.solver.Solve(ctx, b, log)
+	res := solve(ctx)
 	if cause := context.Cause(ctx); cause != nil && res.Status != StatusSucceeded {
 		switch {
 		case errors.Is(cause, errCanceledByUser):
@@ -272,47 +286,26 @@ func (r *Runner) RunExternal(appCtx context.Context, b *Build, started func(*Bui
 		b.Manifests, b.Steps, b.Pushes = []Manifest{}, []Step{}, []Push{}
 	}
 	log := r.log.With("build_id", b.ID, "via", b.Via)
+	// The names it pushes to are pull names too (when they parse as tags).
+	refs, _ := ParseTags(b.Tags)
 	// Recorded running, never queued: a restart finds it interrupted, and
 	// never queues a build it cannot run.
-	// The names it pushed to are pull names too (those that parse as tags).
-	refs, err := ParseTags(b.Tags)
-	if err != nil {
-		refs = nil
-	}
 	if err := r.store.CreateBuild(appCtx, b, refs); err != nil {
 		return fmt.Errorf("record build: %w", err)
 	}
-	events, err := r.store.Record(appCtx, b.ID, StartEvents(now), nil)
-	if err != nil {
-		return fmt.Errorf("record build: %w", err)
-	}
-	r.hub.Publish(b.ID, events)
-	ctx, cancel := context.WithCancelCause(appCtx)
-	defer cancel(nil)
-	rb := runningBuild{cancel: cancel, done: make(chan struct{})}
-	r.mu.Lock()
-	r.running[b.ID] = rb
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.running, b.ID)
-		r.mu.Unlock()
-		close(rb.done)
-	}()
-	log.Info("build started", "platforms", strings.Join(b.Platforms, ","), "user", b.CreatedBy)
-	if started != nil {
-		started(b)
-	}
-	defer r.hold()()
-	res := follow(ctx, b)
-	if cause := context.Cause(ctx); cause != nil && res.Status != StatusSucceeded {
-		switch {
-		case errors.Is(cause, errCanceledByUser):
-			res = Result{Status: StatusCanceled, Error: "canceled by user"}
-		case appCtx.Err() != nil:
-			res = Result{Status: StatusInterrupted, Error: "Manifold stopped while the build was running"}
+	var startErr error
+	r.execute(appCtx, b.ID, log, func() (time.Time, bool) {
+		events, err := r.store.Record(appCtx, b.ID, StartEvents(now), nil)
+		if err != nil {
+			startErr = fmt.Errorf("record build: %w", err)
+			return now, false
 		}
-	}
-	r.finish(appCtx, b.ID, log, res, now)
-	return nil
+		r.hub.Publish(b.ID, events)
+		log.Info("build started", "platforms", strings.Join(b.Platforms, ","), "user", b.CreatedBy)
+		if started != nil {
+			started(b)
+		}
+		return now, true
+	}, func(ctx context.Context) Result { return follow(ctx, b) })
+	return startErr
 }

@@ -176,12 +176,12 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 	md, _ := metadata.FromIncomingContext(in.Context())
 	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(in.Context(), md.Copy()))
 	defer cancel()
-	var first []byte
 	switch method {
 	case controlapi.Control_Prune_FullMethodName:
 		// The node's cache is shared with Manifold's own builds and every other user's.
 		return status.Error(codes.PermissionDenied, "the builder endpoint does not prune the shared builder's cache; BuildKit's garbage collection keeps it within its limits")
 	case controlapi.Control_UpdateBuildHistory_FullMethodName:
+		var first []byte
 		if err := in.RecvMsg(&first); err != nil {
 			return err
 		}
@@ -193,49 +193,54 @@ func (e *Endpoint) pass(_ any, in grpc.ServerStream) error {
 			return status.Errorf(codes.PermissionDenied, "the builder endpoint does not delete build %s from the shared builder's history; Manifold keeps its own record of it", req.Ref)
 		}
 		return e.relay(ctx, in, method, first, nil)
-	}
-	if method == controlapi.Control_Solve_FullMethodName {
-		// A solve: its request says what is built; the watcher records it.
-		if err := in.RecvMsg(&first); err != nil {
-			return err
-		}
-		var req controlapi.SolveRequest
-		if err := proto.Unmarshal(first, &req); err != nil {
-			return status.Errorf(codes.InvalidArgument, "read the solve request: %v", err)
-		}
-		if len(req.Entitlements) > 0 {
-			// Manifold's own builds never run with them either.
-			return status.Errorf(codes.PermissionDenied, "the builder endpoint grants no entitlements, and this build asks for %s; build without --allow", strings.Join(req.Entitlements, ", "))
-		}
-		if e.cfg.Watcher == nil {
-			return e.relay(ctx, in, method, first, nil)
-		}
-		solve := &Solve{User: peerUser(in.Context()), Request: &req, Cancel: cancel}
-		ended, err := e.cfg.Watcher.Began(in.Context(), solve)
-		if err != nil {
-			return status.Errorf(codes.Unavailable, "%v", err)
-		}
-		if first, err = proto.Marshal(solve.Request); err != nil {
-			ended(nil, err)
-			return status.Errorf(codes.Internal, "pass the solve request on: %v", err)
-		}
-		// The watcher hears the node's answer before the client does, so it
-		// can record the build before `docker buildx build` returns.
-		told := false
-		err = e.relay(ctx, in, method, first, func(m []byte) {
-			resp := &controlapi.SolveResponse{}
-			if uerr := proto.Unmarshal(m, resp); uerr != nil {
-				e.cfg.Log.Warn("read the node's solve response", "err", uerr)
-			}
-			told = true
-			ended(resp, nil)
-		})
-		if !told {
-			ended(nil, err)
-		}
-		return err
+	case controlapi.Control_Solve_FullMethodName:
+		return e.solve(ctx, cancel, in, method)
 	}
 	return e.relay(ctx, in, method, nil, nil)
+}
+
+// solve passes a solve: its request says what is built (entitlements are
+// refused), and the watcher, told of it, records it.
+func (e *Endpoint) solve(ctx context.Context, cancel func(), in grpc.ServerStream, method string) error {
+	var first []byte
+	if err := in.RecvMsg(&first); err != nil {
+		return err
+	}
+	var req controlapi.SolveRequest
+	if err := proto.Unmarshal(first, &req); err != nil {
+		return status.Errorf(codes.InvalidArgument, "read the solve request: %v", err)
+	}
+	if len(req.Entitlements) > 0 {
+		// Manifold's own builds never run with them either.
+		return status.Errorf(codes.PermissionDenied, "the builder endpoint grants no entitlements, and this build asks for %s; build without --allow", strings.Join(req.Entitlements, ", "))
+	}
+	if e.cfg.Watcher == nil {
+		return e.relay(ctx, in, method, first, nil)
+	}
+	solve := &Solve{User: peerUser(in.Context()), Request: &req, Cancel: cancel}
+	ended, err := e.cfg.Watcher.Began(in.Context(), solve)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "%v", err)
+	}
+	if first, err = proto.Marshal(solve.Request); err != nil {
+		ended(nil, err)
+		return status.Errorf(codes.Internal, "pass the solve request on: %v", err)
+	}
+	// The watcher hears the node's answer before the client does, so it
+	// can record the build before `docker buildx build` returns.
+	told := false
+	err = e.relay(ctx, in, method, first, func(m []byte) {
+		resp := &controlapi.SolveResponse{}
+		if uerr := proto.Unmarshal(m, resp); uerr != nil {
+			e.cfg.Log.Warn("read the node's solve response", "err", uerr)
+		}
+		told = true
+		ended(resp, nil)
+	})
+	if !told {
+		ended(nil, err)
+	}
+	return err
 }
 
 // relay passes one call's messages both ways; first, when set, is the

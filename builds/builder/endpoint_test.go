@@ -1,4 +1,4 @@
-package builder
+package builder_test
 
 import (
 	"context"
@@ -14,32 +14,33 @@ import (
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
 
+	"manifold/builds/builder"
 	"manifold/builds/buildkittest"
 )
 
 type memCerts struct {
 	mu sync.Mutex
-	m  map[string]Issued
+	m  map[string]builder.Issued
 }
 
-func (c *memCerts) SaveCert(_ context.Context, i Issued) error {
+func (c *memCerts) SaveCert(_ context.Context, i builder.Issued) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]Issued{}
+		c.m = map[string]builder.Issued{}
 	}
 	c.m[i.Serial] = i
 	return nil
 }
 
-func (c *memCerts) Cert(_ context.Context, serial string) (Issued, bool, error) {
+func (c *memCerts) Cert(_ context.Context, serial string) (builder.Issued, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i, ok := c.m[serial]
 	return i, ok, nil
 }
 
-func (c *memCerts) ListCerts(context.Context, string) ([]Issued, error) { return nil, nil }
+func (c *memCerts) ListCerts(context.Context, string) ([]builder.Issued, error) { return nil, nil }
 
 func (c *memCerts) RevokeCert(_ context.Context, serial, _ string, at time.Time) (bool, error) {
 	c.mu.Lock()
@@ -65,19 +66,19 @@ func TestEndpointPassesBuildKitBehindMutualTLS(t *testing.T) {
 	}
 	defer env.Close()
 	dir := t.TempDir()
-	ca, err := OpenCA(dir)
+	ca, err := builder.OpenCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "builder-ca-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("CA key file: %v %v", fi, err)
 	}
-	again, err := OpenCA(dir)
+	again, err := builder.OpenCA(dir)
 	if err != nil || string(again.CertPEM()) != string(ca.CertPEM()) {
 		t.Fatalf("the CA was not kept: %v", err)
 	}
 	certs := &memCerts{}
-	ep, err := NewEndpoint(EndpointConfig{CA: ca, Certs: certs, Backend: env.Addr(), Users: usersFunc(func(u string) error {
+	ep, err := builder.NewEndpoint(builder.EndpointConfig{CA: ca, Certs: certs, Backend: env.Addr(), Users: usersFunc(func(u string) error {
 		if u == "viewer" {
 			return errors.New("viewer has the viewer role")
 		}
@@ -95,7 +96,7 @@ func TestEndpointPassesBuildKitBehindMutualTLS(t *testing.T) {
 	go ep.Serve(ctx, l)
 	caFile := filepath.Join(dir, "ca.pem")
 	os.WriteFile(caFile, ca.CertPEM(), 0o644)
-	files := func(name string, i Issued) (string, string) {
+	files := func(name string, i builder.Issued) (string, string) {
 		cert, key := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
 		os.WriteFile(cert, i.CertPEM, 0o600)
 		os.WriteFile(key, i.KeyPEM, 0o600)
@@ -161,7 +162,7 @@ func TestEndpointPassesBuildKitBehindMutualTLS(t *testing.T) {
 	if err := dial(client.WithCredentials(files("stray", stray))); err == nil {
 		t.Error("a certificate this Manifold did not record was let through")
 	}
-	expired, _ := ca.issue("sam", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	expired, _ := builder.IssueBetween(ca, "sam", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
 	certs.SaveCert(ctx, expired)
 	if err := dial(client.WithCredentials(files("expired", expired))); err == nil {
 		t.Error("an expired certificate was let through")

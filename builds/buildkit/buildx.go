@@ -27,6 +27,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"manifold/builds"
+	"manifold/builds/builder"
 	"manifold/builds/content"
 )
 
@@ -36,7 +37,7 @@ type ExternalRunner interface {
 }
 
 // Buildx records every solve a `docker buildx` client runs through the
-// builder endpoint (the endpoint's watcher calls Began) as a Manifold
+// builder endpoint (it is the endpoint's builder.Watcher) as a Manifold
 // build, marked via buildx:
 //
 //   - when the solve's request passes the endpoint, the build is recorded
@@ -63,24 +64,17 @@ type Buildx struct {
 	log *slog.Logger
 }
 
+var _ builder.Watcher = (*Buildx)(nil)
+
 // NewBuildx records the builds the endpoint passes to node.
 func NewBuildx(ctx context.Context, e *Engine, node *Node, runs ExternalRunner, log *slog.Logger) *Buildx {
 	return &Buildx{engine: e, node: node, runs: runs, ctx: ctx, log: log}
 }
 
-// Solve is one solve a client started through the builder endpoint.
-type Solve struct {
-	// User is who the client certificate names.
-	User    string
-	Request *controlapi.SolveRequest
-	// Cancel ends the client's call to the node.
-	Cancel func()
-}
-
 // Began records a solve the endpoint is about to pass to the node, after
 // putting Manifold's source policy in its request; the function it returns
 // takes the node's answer (or error) when it answers.
-func (x *Buildx) Began(ctx context.Context, s Solve) (func(*controlapi.SolveResponse, error), error) {
+func (x *Buildx) Began(ctx context.Context, s *builder.Solve) (func(*controlapi.SolveResponse, error), error) {
 	closePolicy, err := x.policy(ctx, s.Request)
 	if err != nil {
 		return nil, err
@@ -151,7 +145,7 @@ type solveEnd struct {
 }
 
 // build is what the solve's request says of the build it starts.
-func (x *Buildx) build(s Solve) *builds.Build {
+func (x *Buildx) build(s *builder.Solve) *builds.Build {
 	req := s.Request
 	attrs := req.FrontendAttrs
 	b := &builds.Build{Ref: req.Ref, CreatedBy: s.User, Via: builds.ViaBuildx, Tags: []string{}}
@@ -217,7 +211,7 @@ func exporters(req *controlapi.SolveRequest) []*controlapi.Exporter {
 }
 
 // follow records the solve's progress until it ends, then its outcome.
-func (x *Buildx) follow(ctx context.Context, b *builds.Build, s Solve, ended <-chan solveEnd) builds.Result {
+func (x *Buildx) follow(ctx context.Context, b *builds.Build, s *builder.Solve, ended <-chan solveEnd) builds.Result {
 	log := x.log.With("build_id", b.ID, "ref", b.Ref)
 	c, err := x.node.conn(ctx)
 	if err != nil {
@@ -434,22 +428,16 @@ func (x *Buildx) record(ctx context.Context, c *client.Client, ref string) (*con
 // configs and layers) from the node's content store into Manifold's, as a
 // step of the build so its log shows what was copied and how long it took.
 func (x *Buildx) fetch(ctx context.Context, c *client.Client, b *builds.Build, root ocispec.Descriptor, rec *recorder) (err error) {
-	ch := make(chan *client.SolveStatus, 16)
-	done := make(chan struct{})
-	go func() { defer close(done); rec.run(ch) }()
+	steps := rec.own()
+	defer steps.close()
 	vertex := digest.FromString("manifold fetch " + b.ID)
-	name := "[manifold] copy the result " + root.Digest.String() + " into Manifold's store"
-	started := time.Now()
-	ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: name, Started: &started}}}
+	end := steps.start(vertex, "[manifold] copy the result "+root.Digest.String()+" into Manifold's store")
 	defer func() {
-		completed := time.Now()
 		msg := ""
 		if err != nil {
 			msg = err.Error()
 		}
-		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: name, Started: &started, Completed: &completed, Error: msg}}}
-		close(ch)
-		<-done
+		end(msg)
 	}()
 	remote := proxy.NewContentStore(c.ContentClient())
 	if root.MediaType == "" {
@@ -478,11 +466,7 @@ func (x *Buildx) fetch(ctx context.Context, c *client.Client, b *builds.Build, r
 		if err != nil && !cerrdefs.IsAlreadyExists(err) {
 			return fmt.Errorf("store blob %s: %v", d.Digest, err)
 		}
-		now := time.Now()
-		ch <- &client.SolveStatus{Statuses: []*client.VertexStatus{{
-			ID: "copied " + d.Digest.String(), Vertex: vertex, Current: d.Size, Total: d.Size,
-			Timestamp: now, Started: &now, Completed: &now,
-		}}}
+		steps.item(vertex, "copied "+d.Digest.String(), d.Size)
 	}
 	return nil
 }

@@ -542,19 +542,13 @@ func (e *Engine) pushAll(ctx context.Context, b *builds.Build, root ocispec.Desc
 		p := builds.Push{Digest: root.Digest.String(), At: time.Now().UTC(), Error: builds.ErrorMessage(err)}
 		return []builds.Push{p}
 	}
-	ch := make(chan *client.SolveStatus, 16)
-	done := make(chan struct{})
-	go func() { defer close(done); rec.run(ch) }()
+	steps := rec.own()
+	defer steps.close()
 	var out []builds.Push
 	for _, t := range tags {
 		vertex := digest.FromString("manifold push " + b.ID + " " + t.Full)
-		started := time.Now()
-		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: "pushing " + t.Full, Started: &started}}}
-		var mu sync.Mutex
+		end := steps.start(vertex, "pushing "+t.Full)
 		progress := func(d ocispec.Descriptor) {
-			mu.Lock()
-			defer mu.Unlock()
-			now := time.Now()
 			what := "layer"
 			switch {
 			case d.Digest == root.Digest:
@@ -564,10 +558,7 @@ func (e *Engine) pushAll(ctx context.Context, b *builds.Build, root ocispec.Desc
 			case d.MediaType == "application/vnd.in-toto+json":
 				what = "attestation"
 			}
-			ch <- &client.SolveStatus{Statuses: []*client.VertexStatus{{
-				ID: "pushing " + what + " " + d.Digest.String(), Vertex: vertex, Current: d.Size, Total: d.Size,
-				Timestamp: now, Started: &now, Completed: &now,
-			}}}
+			steps.item(vertex, "pushing "+what+" "+d.Digest.String(), d.Size)
 		}
 		if err := e.registry.Check(ctx, "registry", t.Host()); err != nil {
 			// Checked when the build was started; the allow-list may have changed since.
@@ -576,13 +567,10 @@ func (e *Engine) pushAll(ctx context.Context, b *builds.Build, root ocispec.Desc
 			p, _ := e.registry.Push(ctx, t, root, progress)
 			out = append(out, p)
 		}
-		completed := time.Now()
 		last := out[len(out)-1]
-		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: "pushing " + t.Full, Started: &started, Completed: &completed, Error: last.Error}}}
+		end(last.Error)
 		e.log.Info("pushed", "build_id", b.ID, "target", t.Full, "ok", last.OK, "error", last.Error)
 	}
-	close(ch)
-	<-done
 	return out
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+	"github.com/opencontainers/go-digest"
 )
 
 // Limits that keep one build's log bounded.
@@ -315,3 +316,40 @@ func utcPtr(t *time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// ownSteps shows Manifold's own work on a build (pushing it, copying its
+// result into the store) as steps of its log, through the recorder as
+// BuildKit's steps go.
+type ownSteps struct {
+	ch   chan *client.SolveStatus
+	done chan struct{}
+}
+
+// own starts recording Manifold's own steps; close ends it.
+func (r *recorder) own() *ownSteps {
+	s := &ownSteps{ch: make(chan *client.SolveStatus, 16), done: make(chan struct{})}
+	go func() { defer close(s.done); r.run(s.ch) }()
+	return s
+}
+
+// start begins step name (keyed by vertex); the function it returns ends it,
+// with the error it failed with or "".
+func (s *ownSteps) start(vertex digest.Digest, name string) (end func(errMsg string)) {
+	started := time.Now()
+	s.ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: name, Started: &started}}}
+	return func(errMsg string) {
+		completed := time.Now()
+		s.ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: vertex, Name: name, Started: &started, Completed: &completed, Error: errMsg}}}
+	}
+}
+
+// item records one finished piece of a step (a blob pushed or copied).
+func (s *ownSteps) item(vertex digest.Digest, id string, size int64) {
+	now := time.Now()
+	s.ch <- &client.SolveStatus{Statuses: []*client.VertexStatus{{
+		ID: id, Vertex: vertex, Current: size, Total: size, Timestamp: now, Started: &now, Completed: &now,
+	}}}
+}
+
+// close waits until every step is recorded.
+func (s *ownSteps) close() { close(s.ch); <-s.done }

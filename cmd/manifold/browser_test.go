@@ -132,18 +132,24 @@ func TestBrowserFollowsABuildLive(t *testing.T) {
 	screenshot(t, ctx, "build-succeeded.png")
 }
 
+// setupInBrowser makes the first admin, name, on /setup and logs in as it
+// (the password is "correct horse battery").
+func setupInBrowser(base, name string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(base + "/setup"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="setup-form"]`)),
+		chromedp.SetValue(chromedp.CSS(`#name`), name),
+		chromedp.SetValue(chromedp.CSS(`#password`), "correct horse battery"),
+		chromedp.Click(chromedp.CSS(`[data-testid="setup-submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="new-build-form"]`)),
+	}
+}
+
 func TestBrowserSetupLoginAndBuild(t *testing.T) {
 	a := startApp(t, "", "--buildkit", env.Addr())
 	ctx := browser(t)
 	// Setup mode: the first admin is made from this machine, then logged in.
-	err := chromedp.Do(ctx,
-		chromedp.Navigate(a.URL+"/setup"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid="setup-form"]`)),
-		chromedp.SetValue(chromedp.CSS(`#name`), "ada"),
-		chromedp.SetValue(chromedp.CSS(`#password`), "correct horse battery"),
-		chromedp.Click(chromedp.CSS(`[data-testid="setup-submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid="new-build-form"]`)),
-	)
+	err := chromedp.Do(ctx, setupInBrowser(a.URL, "ada")...)
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}

@@ -394,18 +394,12 @@ func TestBuilderCertificatesAPIAndPage(t *testing.T) {
 	}
 	a := startApp(t, "", "--buildkit", env.Addr(), "--builder-addr", addr)
 	ctx := browser(t)
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(a.URL+"/setup"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid="setup-form"]`)),
-		chromedp.SetValue(chromedp.CSS(`#name`), "ada"),
-		chromedp.SetValue(chromedp.CSS(`#password`), "correct horse battery"),
-		chromedp.Click(chromedp.CSS(`[data-testid="setup-submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid="new-build-form"]`)),
+	if err := chromedp.Do(ctx, append(setupInBrowser(a.URL, "ada"),
 		chromedp.Navigate(a.URL+"/account"),
 		chromedp.SetValue(chromedp.CSS(`[data-testid="cert-days"]`), "5"),
 		chromedp.Click(chromedp.CSS(`[data-testid="cert-create"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="new-cert"]`)),
-	); err != nil {
+	)...); err != nil {
 		t.Fatalf("make a certificate on the account page: %v", err)
 	}
 	read := func(sel string) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	controlapi "github.com/moby/buildkit/api/services/control"
 	"io"
 	"log/slog"
 	"net"
@@ -209,7 +208,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	h := &handlers.Handlers{Builds: svc, Content: store, Blobs: st.content, Explorer: explorer, Registries: pull,
 		Credentials: regs, Accounts: accts, Projects: projs, Log: log, Retention: cfg.Retention}
 	if cfg.BuilderAddr != "" {
-		stopBuilder, certs, addr, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, buildxWatcher{buildkit.NewBuildx(ctx, engine, pool.Nodes()[0], svc, log.With("component", "buildx"))}, log)
+		stopBuilder, certs, addr, err := startBuilderEndpoint(ctx, cfg, st, accts, pool, buildkit.NewBuildx(ctx, engine, pool.Nodes()[0], svc, log.With("component", "buildx")), log)
 		if err != nil {
 			return err
 		}
@@ -247,7 +246,8 @@ func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *ac
 	if err != nil {
 		return nil, nil, "", err
 	}
-	ep, err := builder.NewEndpoint(builder.EndpointConfig{CA: ca, Certs: db.NewBuilderCerts(st.db), Users: accts,
+	certs := &builder.Service{CA: ca, Certs: db.NewBuilderCerts(st.db), Users: accts}
+	ep, err := builder.NewEndpoint(builder.EndpointConfig{CA: ca, Certs: certs.Certs, Users: accts,
 		Hosts: cfg.BuilderHosts, Backend: node.Addr, BackendTLS: nodeTLS, Watcher: watch, Log: log.With("component", "builder")})
 	if err != nil {
 		return nil, nil, "", err
@@ -264,15 +264,7 @@ func startBuilderEndpoint(ctx context.Context, cfg config, st storage, accts *ac
 			log.Error("builder endpoint", "err", err)
 		}
 	}()
-	certs := &builder.Service{CA: ca, Certs: db.NewBuilderCerts(st.db), Users: accts}
 	return func() { ep.Stop(); <-done }, certs, l.Addr().String(), nil
-}
-
-// buildxWatcher hands the builder endpoint's solves to the recorder of buildx builds.
-type buildxWatcher struct{ x *buildkit.Buildx }
-
-func (w buildxWatcher) Began(ctx context.Context, s *builder.Solve) (func(*controlapi.SolveResponse, error), error) {
-	return w.x.Began(ctx, buildkit.Solve{User: s.User, Request: s.Request, Cancel: s.Cancel})
 }
 
 // newLogger is Manifold's log; containerd and the BuildKit client log
