@@ -177,6 +177,10 @@ func (x *Buildx) build(s *builder.Solve) *builds.Build {
 			b.Platforms = append(b.Platforms, p)
 		}
 	}
+	// Named as Manifold's own builds name them, so the history's platform= finds them.
+	if ps, err := builds.ParsePlatforms(b.Platforms); err == nil {
+		b.Platforms = ps
+	}
 	if len(b.Platforms) == 0 {
 		// No platform asked for: BuildKit builds the node's own.
 		ctx, cancel := context.WithTimeout(x.ctx, 5*time.Second)
